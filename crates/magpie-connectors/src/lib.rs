@@ -1,0 +1,1 @@
+//! Robot connectors: payloads, signing, limits and answer classification

@@ -1,0 +1,286 @@
+//! The event envelope: CloudEvents 1.0 JSON with Tencent EventBridge's extras.
+//!
+//! An [`Event`] keeps the JSON exactly as the producer sent it (so patterns see the producer's
+//! values, e.g. `time` as a string), after checking the envelope's field types and adding what a
+//! producer may leave out: `id`, `specversion` and `time`.
+
+use serde_json::{Map, Value};
+
+/// Default largest size of one event, in bytes of its JSON text.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 256 * 1024;
+/// Default deepest nesting of objects and arrays in one event.
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+
+/// Limits applied when an event is accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct EventLimits {
+    /// Largest JSON text of one event, in bytes.
+    pub max_bytes: usize,
+    /// Deepest nesting of objects and arrays.
+    pub max_depth: usize,
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        Self { max_bytes: DEFAULT_MAX_EVENT_BYTES, max_depth: DEFAULT_MAX_DEPTH }
+    }
+}
+
+/// Why an event was refused. The message names the field and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// The event is not a JSON object.
+    #[error("an event must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    /// A required field is absent or empty.
+    #[error("{0}: required field is missing or empty")]
+    Missing(&'static str),
+    /// A field has the wrong JSON type or an unusable value.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The envelope field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The event is larger than the limit.
+    #[error("event is {size} bytes, larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the event's JSON text.
+        size: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The event nests deeper than the limit.
+    #[error("event nests deeper than the limit of {0} levels")]
+    TooDeep(usize),
+}
+
+impl EventError {
+    /// A short machine-readable code, used in PutEvents per-entry results.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EventError::NotAnObject(_) => "InvalidEvent",
+            EventError::Missing(_) => "MissingField",
+            EventError::Invalid { .. } => "InvalidField",
+            EventError::TooLarge { .. } => "EventTooLarge",
+            EventError::TooDeep(_) => "EventTooDeep",
+        }
+    }
+}
+
+/// An accepted event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The event's id (the producer's, or one assigned on ingest).
+    pub id: String,
+    /// The event time as milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// The whole event as JSON, with `id`, `specversion` and `time` filled in when absent.
+    pub body: Value,
+}
+
+impl Event {
+    /// Checks `value` as an event envelope and fills in the fields a producer may omit.
+    ///
+    /// `new_id` is called only when the event has no `id`; `now_ms` is used when it has no `time`.
+    pub fn accept(
+        value: Value,
+        limits: &EventLimits,
+        now_ms: i64,
+        new_id: impl FnOnce() -> String,
+    ) -> Result<Event, EventError> {
+        let size = serde_json::to_vec(&value).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size > limits.max_bytes {
+            return Err(EventError::TooLarge { size, limit: limits.max_bytes });
+        }
+        if depth(&value) > limits.max_depth {
+            return Err(EventError::TooDeep(limits.max_depth));
+        }
+        let mut obj = match value {
+            Value::Object(o) => o,
+            other => return Err(EventError::NotAnObject(json_kind(&other))),
+        };
+        for field in ["id", "specversion", "type", "subject", "region", "datacontenttype", "status"] {
+            check_string(&obj, field)?;
+        }
+        match obj.get("source") {
+            Some(Value::String(s)) if !s.trim().is_empty() => {}
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                return Err(EventError::Missing("source"));
+            }
+            Some(other) => {
+                return Err(EventError::Invalid {
+                    field: "source",
+                    reason: format!("expected a string, got {}", json_kind(other)),
+                });
+            }
+        }
+        if let Some(tags) = obj.get("tags")
+            && !(tags.is_object() || tags.is_null())
+        {
+            return Err(EventError::Invalid {
+                field: "tags",
+                reason: format!("expected an object of tag names to values, got {}", json_kind(tags)),
+            });
+        }
+        if let Some(resource) = obj.get("resource")
+            && !(resource.is_array() || resource.is_string() || resource.is_null())
+        {
+            return Err(EventError::Invalid {
+                field: "resource",
+                reason: format!("expected an array of resource names, got {}", json_kind(resource)),
+            });
+        }
+        let time_ms = match obj.get("time") {
+            None | Some(Value::Null) => {
+                obj.insert("time".into(), Value::from(now_ms));
+                now_ms
+            }
+            Some(t) => parse_time(t).map_err(|reason| EventError::Invalid { field: "time", reason })?,
+        };
+        let id = match obj.get("id") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => {
+                let id = new_id();
+                obj.insert("id".into(), Value::String(id.clone()));
+                id
+            }
+        };
+        if !obj.contains_key("specversion") {
+            obj.insert("specversion".into(), Value::String("1.0".into()));
+        }
+        Ok(Event { id, time_ms, body: Value::Object(obj) })
+    }
+
+    /// The `source` field.
+    pub fn source(&self) -> &str {
+        self.body.get("source").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    /// The `type` field, or "" when absent.
+    pub fn event_type(&self) -> &str {
+        self.body.get("type").and_then(Value::as_str).unwrap_or_default()
+    }
+}
+
+fn check_string(obj: &Map<String, Value>, field: &'static str) -> Result<(), EventError> {
+    match obj.get(field) {
+        None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
+        Some(other) => Err(EventError::Invalid {
+            field,
+            reason: format!("expected a string, got {}", json_kind(other)),
+        }),
+    }
+}
+
+/// Parses an event time: milliseconds since the epoch as a JSON number or a numeric string (as
+/// Tencent sends it), or an RFC 3339 timestamp (as other CloudEvents producers send it).
+pub fn parse_time(value: &Value) -> Result<i64, String> {
+    match value {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0).map(|f| f as i64))
+            .filter(|ms| *ms >= 0)
+            .ok_or_else(|| format!("expected milliseconds since the epoch, got {n}")),
+        Value::String(s) => {
+            let s = s.trim();
+            if let Ok(ms) = s.parse::<i64>() {
+                if ms >= 0 {
+                    return Ok(ms);
+                }
+                return Err(format!("expected milliseconds since the epoch, got {s:?}"));
+            }
+            humantime::parse_rfc3339_weak(s)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64)
+                .ok_or_else(|| {
+                    format!("expected milliseconds since the epoch or an RFC 3339 time, got {s:?}")
+                })
+        }
+        other => Err(format!("expected a number or a numeric string, got {}", json_kind(other))),
+    }
+}
+
+/// The JSON type name of a value, for error messages.
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn depth(v: &Value) -> usize {
+    // Iterative, so a hostile document cannot overflow the stack here.
+    let mut max = 0;
+    let mut stack = vec![(v, 1usize)];
+    while let Some((v, d)) = stack.pop() {
+        max = max.max(d);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|c| (c, d + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|c| (c, d + 1))),
+            _ => {}
+        }
+    }
+    max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn accept(v: Value) -> Result<Event, EventError> {
+        Event::accept(v, &EventLimits::default(), 1_700_000_000_000, || "gen".into())
+    }
+
+    #[test]
+    fn time_may_be_number_numeric_string_or_rfc3339() {
+        let e = accept(json!({"source": "a", "time": 1615430559146u64})).unwrap();
+        assert_eq!(e.time_ms, 1615430559146);
+        let e = accept(json!({"source": "a", "time": "1615430559146"})).unwrap();
+        assert_eq!(e.time_ms, 1615430559146);
+        assert_eq!(e.body["time"], json!("1615430559146"), "the producer's form is kept");
+        let e = accept(json!({"source": "a", "time": "2021-03-11T02:42:39.146Z"})).unwrap();
+        assert_eq!(e.time_ms, 1615430559146);
+        let err = accept(json!({"source": "a", "time": "yesterday"})).unwrap_err();
+        assert!(err.to_string().starts_with("time: "), "{err}");
+    }
+
+    #[test]
+    fn fills_id_time_and_specversion() {
+        let e = accept(json!({"source": "a"})).unwrap();
+        assert_eq!(e.id, "gen");
+        assert_eq!(e.body["id"], "gen");
+        assert_eq!(e.body["time"], 1_700_000_000_000i64);
+        assert_eq!(e.body["specversion"], "1.0");
+        let e = accept(json!({"source": "a", "id": "mine"})).unwrap();
+        assert_eq!(e.id, "mine");
+    }
+
+    #[test]
+    fn refuses_bad_envelopes_naming_the_field() {
+        assert_eq!(accept(json!({"type": "x"})).unwrap_err(), EventError::Missing("source"));
+        assert_eq!(accept(json!([1])).unwrap_err(), EventError::NotAnObject("an array"));
+        let err = accept(json!({"source": "a", "subject": 5})).unwrap_err();
+        assert_eq!(err.to_string(), "subject: expected a string, got a number");
+        let err = accept(json!({"source": "a", "tags": [1]})).unwrap_err();
+        assert!(err.to_string().starts_with("tags: "));
+    }
+
+    #[test]
+    fn enforces_size_and_depth() {
+        let big = "x".repeat(300 * 1024);
+        assert!(matches!(accept(json!({"source": "a", "data": big})), Err(EventError::TooLarge { .. })));
+        let mut deep = json!(1);
+        for _ in 0..100 {
+            deep = json!([deep]);
+        }
+        assert_eq!(accept(json!({"source": "a", "data": deep})), Err(EventError::TooDeep(64)));
+    }
+}

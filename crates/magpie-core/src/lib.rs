@@ -1,0 +1,24 @@
+//! Types shared by every Magpie stage: the event envelope, configuration objects (buses, rules,
+//! connections, flows), error types, names, `${ENV}` references and the built-in event templates.
+
+pub mod config;
+pub mod env;
+pub mod error_type;
+pub mod event;
+pub mod names;
+pub mod templates;
+
+pub use config::{ConfigDocument, ConfigError};
+pub use error_type::{ErrorMatcher, ErrorType};
+pub use event::{Event, EventError, EventLimits};
+
+/// The bus that exists from the start: the cloud-service event set (云服务事件集).
+pub const DEFAULT_BUS: &str = "default";
+
+/// Milliseconds since the Unix epoch now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

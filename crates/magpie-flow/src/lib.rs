@@ -1,0 +1,1 @@
+//! Magpie integration flows: messages, expressions, steps and the runner

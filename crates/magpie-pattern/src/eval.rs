@@ -1,0 +1,111 @@
+//! The reference interpreter: matches one pattern against one event by walking both.
+//!
+//! It states the language's semantics in the plainest form, so that faster matchers can be
+//! checked against it.
+
+use serde_json::{Map, Value};
+
+use crate::ast::{AnythingBut, FieldPattern, Leaf, ObjPattern, Pattern, Scalar};
+
+impl Pattern {
+    /// Whether `event` matches this pattern.
+    pub fn matches(&self, event: &Value) -> bool {
+        match event {
+            Value::Object(o) => match_obj(&self.root, Some(o)),
+            _ => match_obj(&self.root, None),
+        }
+    }
+}
+
+fn match_obj(p: &ObjPattern, v: Option<&Map<String, Value>>) -> bool {
+    p.fields.iter().all(|(k, fp)| match_field(fp, v.and_then(|o| o.get(k))))
+        && p.ors.iter().all(|branches| branches.iter().any(|b| match_obj(b, v)))
+}
+
+fn match_field(fp: &FieldPattern, child: Option<&Value>) -> bool {
+    match fp {
+        FieldPattern::Nested(obj) => match child {
+            Some(Value::Object(o)) => match_obj(obj, Some(o)),
+            Some(Value::Array(_)) => {
+                let mut elements = Vec::new();
+                flatten(child, &mut elements);
+                if elements.is_empty() {
+                    return match_obj(obj, None);
+                }
+                elements.iter().any(|e| match e {
+                    Value::Object(o) => match_obj(obj, Some(o)),
+                    _ => match_obj(obj, None),
+                })
+            }
+            _ => match_obj(obj, None),
+        },
+        FieldPattern::Leaf(leaves) => {
+            let mut values = Vec::new();
+            flatten(child, &mut values);
+            leaves.iter().any(|leaf| leaf_matches(leaf, &values))
+        }
+    }
+}
+
+/// The values a field holds: nothing when absent, the elements (recursively) of an array, or the
+/// value itself.
+fn flatten<'a>(v: Option<&'a Value>, out: &mut Vec<&'a Value>) {
+    match v {
+        None => {}
+        Some(Value::Array(items)) => items.iter().for_each(|i| flatten(Some(i), out)),
+        Some(v) => out.push(v),
+    }
+}
+
+fn leaf_matches(leaf: &Leaf, values: &[&Value]) -> bool {
+    match leaf {
+        Leaf::Exists(want) => values.is_empty() != *want,
+        Leaf::Array(sub) => values.iter().any(|v| matches!(v, Value::Object(o) if match_obj(sub, Some(o)))),
+        _ => values.iter().any(|v| value_matches(leaf, v)),
+    }
+}
+
+fn value_matches(leaf: &Leaf, v: &Value) -> bool {
+    match leaf {
+        Leaf::Exact(s) => scalar_eq(s, v),
+        Leaf::Prefix { value, ignore_case } => v.as_str().is_some_and(|s| {
+            if *ignore_case { s.to_lowercase().starts_with(&value.to_lowercase()) } else { s.starts_with(value.as_str()) }
+        }),
+        Leaf::Suffix { value, ignore_case } => v.as_str().is_some_and(|s| {
+            if *ignore_case { s.to_lowercase().ends_with(&value.to_lowercase()) } else { s.ends_with(value.as_str()) }
+        }),
+        Leaf::EqualsIgnoreCase(want) => v.as_str().is_some_and(|s| s.to_lowercase() == want.to_lowercase()),
+        Leaf::Wildcard(w) => v.as_str().is_some_and(|s| w.matches(s)),
+        Leaf::AnythingBut(ab) => anything_but(ab, v),
+        Leaf::Numeric(range) => v.as_f64().is_some_and(|x| range.contains(x)),
+        Leaf::Cidr(net) => v.as_str().and_then(|s| s.parse::<std::net::IpAddr>().ok()).is_some_and(|ip| net.contains(&ip)),
+        Leaf::Contain(parts) => v.as_str().is_some_and(|s| parts.iter().all(|p| s.contains(p.as_str()))),
+        Leaf::Exists(_) | Leaf::Array(_) => false,
+    }
+}
+
+fn scalar_eq(s: &Scalar, v: &Value) -> bool {
+    match (s, v) {
+        (Scalar::Null, Value::Null) => true,
+        (Scalar::Bool(a), Value::Bool(b)) => a == b,
+        (Scalar::Number(a), Value::Number(b)) => b.as_f64() == Some(*a),
+        (Scalar::String(a), Value::String(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn anything_but(ab: &AnythingBut, v: &Value) -> bool {
+    match ab {
+        AnythingBut::Values(list) => match v {
+            Value::Object(_) | Value::Array(_) => false,
+            _ => !list.iter().any(|s| scalar_eq(s, v)),
+        },
+        AnythingBut::Prefix(p) => v.as_str().is_some_and(|s| !s.starts_with(p.as_str())),
+        AnythingBut::Suffix(p) => v.as_str().is_some_and(|s| !s.ends_with(p.as_str())),
+        AnythingBut::Wildcard(ws) => v.as_str().is_some_and(|s| !ws.iter().any(|w| w.matches(s))),
+        AnythingBut::IgnoreCase(list) => v.as_str().is_some_and(|s| {
+            let s = s.to_lowercase();
+            !list.iter().any(|x| x.to_lowercase() == s)
+        }),
+    }
+}

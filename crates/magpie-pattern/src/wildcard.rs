@@ -1,0 +1,111 @@
+//! Wildcard strings: `*` matches any run of characters, `\*` is a literal star, `\\` a backslash.
+//! Matching is linear in the value: the literal pieces between stars are found left to right
+//! (leftmost-first is optimal for star-only globs), never by backtracking.
+
+/// A parsed wildcard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wildcard {
+    /// Literal pieces between stars.
+    pieces: Vec<String>,
+    /// The wildcard starts with `*`.
+    leading_star: bool,
+    /// The wildcard ends with `*`.
+    trailing_star: bool,
+}
+
+impl Wildcard {
+    /// Parses a wildcard; two consecutive `*` or a dangling/unknown escape are refused.
+    pub fn parse(s: &str) -> Result<Wildcard, String> {
+        let mut pieces = vec![String::new()];
+        let mut chars = s.chars();
+        let mut last_was_star = false;
+        let mut stars = 0;
+        while let Some(c) = chars.next() {
+            match c {
+                '*' => {
+                    if last_was_star {
+                        return Err("consecutive '*' characters are not allowed".into());
+                    }
+                    stars += 1;
+                    pieces.push(String::new());
+                    last_was_star = true;
+                    continue;
+                }
+                '\\' => match chars.next() {
+                    Some(e @ ('*' | '\\')) => pieces.last_mut().map(|p| p.push(e)).unwrap_or_default(),
+                    Some(other) => return Err(format!("unknown escape \\{other}; only \\* and \\\\ are allowed")),
+                    None => return Err("a wildcard cannot end with a lone backslash".into()),
+                },
+                c => pieces.last_mut().map(|p| p.push(c)).unwrap_or_default(),
+            }
+            last_was_star = false;
+        }
+        let leading_star = stars > 0 && pieces.first().is_some_and(String::is_empty);
+        let trailing_star = stars > 0 && pieces.last().is_some_and(String::is_empty);
+        Ok(Wildcard { pieces, leading_star, trailing_star })
+    }
+
+    /// Number of stars.
+    pub fn stars(&self) -> usize {
+        self.pieces.len() - 1
+    }
+
+    /// Whether `value` matches.
+    pub fn matches(&self, value: &str) -> bool {
+        let n = self.pieces.len();
+        if n == 1 {
+            return value == self.pieces[0];
+        }
+        let first = &self.pieces[0];
+        let last = &self.pieces[n - 1];
+        if !value.starts_with(first.as_str()) {
+            return false;
+        }
+        let rest = &value[first.len()..];
+        if rest.len() < last.len() || !rest.ends_with(last.as_str()) {
+            return false;
+        }
+        let mut middle = &rest[..rest.len() - last.len()];
+        for piece in &self.pieces[1..n - 1] {
+            match middle.find(piece.as_str()) {
+                Some(i) => middle = &middle[i + piece.len()..],
+                None => return false,
+            }
+        }
+        let _ = (self.leading_star, self.trailing_star);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Wildcard;
+
+    fn m(p: &str, v: &str) -> bool {
+        Wildcard::parse(p).unwrap().matches(v)
+    }
+
+    #[test]
+    fn matching() {
+        assert!(m("ins-*-prod", "ins-web-prod"));
+        assert!(!m("ins-*-prod", "ins-web-dev"));
+        assert!(m("*218", "0001218"));
+        assert!(m("2*0*1*7", "2607117"));
+        assert!(!m("2*0*1*7", "2607118"));
+        assert!(m("*", ""));
+        assert!(m("a*", "a"));
+        assert!(!m("ab*ba", "aba"), "pieces may not overlap");
+        assert!(m(r"a\*b", "a*b"));
+        assert!(!m(r"a\*b", "axb"));
+        assert!(m(r"a\\*", r"a\zz"));
+        assert!(m("exact", "exact"));
+        assert!(!m("exact", "exactly"));
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(Wildcard::parse("a**b").is_err());
+        assert!(Wildcard::parse("a\\").is_err());
+        assert!(Wildcard::parse("a\\n").is_err());
+    }
+}

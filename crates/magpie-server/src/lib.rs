@@ -1,0 +1,1 @@
+//! The Magpie runtime: HTTP API, ingest, router, workers

@@ -1,0 +1,1 @@
+//! Magpie storage: configuration, event log, job queue, traces
