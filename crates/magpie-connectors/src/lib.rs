@@ -14,22 +14,12 @@ mod wecom;
 
 use std::time::Duration;
 
-use magpie_core::config::{MessageKind, Platform};
+use magpie_core::config::Platform;
 use serde_json::Value;
 
+pub use magpie_core::{OutboundMessage, Retry};
 pub use redact::redact_url;
 pub use text::truncate_utf8;
-
-/// A message to send, after the flow has evaluated its expressions.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboundMessage {
-    /// Text, markdown or post.
-    pub kind: MessageKind,
-    /// Optional title.
-    pub title: Option<String>,
-    /// The content: a string, or for a Feishu post a JSON array of paragraphs.
-    pub content: Value,
-}
 
 /// A destination with its secrets resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,17 +59,6 @@ pub enum BuildError {
     /// The message content has the wrong shape.
     #[error("invalid message: {0}")]
     BadMessage(String),
-}
-
-/// How a retryable failure may be retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
-    /// Never: the same request would fail again.
-    No,
-    /// Within the step's retry policy.
-    Yes,
-    /// One more time at most (e.g. a signature timestamp refused: re-sign once).
-    Once,
 }
 
 /// The platform's answer, classified.
