@@ -1,1 +1,163 @@
-fn main() {}
+//! `magpie`: the command line over the server, the pattern language, flows and the robot
+//! simulator.
+
+mod client;
+mod cmd_events;
+mod cmd_flow;
+mod cmd_pattern;
+mod cmd_serve;
+mod trace_view;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Magpie — a self-hosted event bus and integration-flow engine.
+#[derive(Parser)]
+#[command(name = "magpie", version, about, long_about = None)]
+struct Cli {
+    /// The Magpie server the client commands talk to.
+    #[arg(long, global = true, env = "MAGPIE_SERVER", default_value = "http://127.0.0.1:7480")]
+    server: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (HTTP API, router, workers).
+    Serve(cmd_serve::ServeArgs),
+    /// Send events, list and send templates, show traces.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Test patterns offline.
+    #[command(subcommand)]
+    Pattern(PatternCommand),
+    /// Run flows offline.
+    #[command(subcommand)]
+    Flow(FlowCommand),
+    /// Run the robot simulator alone.
+    Robots(cmd_serve::RobotsArgs),
+    /// Apply a configuration file (buses, connections, flows, rules) to the server.
+    Apply(ApplyArgs),
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Put events on a bus: FILE holds one event, {"entries": [...]}, an array, or JSON lines.
+    Put {
+        /// The bus.
+        #[arg(long, default_value = "default")]
+        bus: String,
+        /// The file, or - for standard input.
+        file: String,
+    },
+    /// List the built-in event templates (默认模板).
+    Templates {
+        /// Print the templates' events as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a built-in template with a fresh id and time.
+    SendTemplate {
+        /// Template name, e.g. cvm:GuestReboot (see `magpie events templates`).
+        name: String,
+        /// The bus.
+        #[arg(long, default_value = "default")]
+        bus: String,
+    },
+    /// Show what happened to an event: rules matched, flow runs, steps, delivery attempts.
+    Trace {
+        /// The event id.
+        id: String,
+        /// Print the raw JSON trace.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PatternCommand {
+    /// Test one pattern against one event. Exit 0 on match, 1 on no match, 2 when invalid.
+    Test {
+        /// The pattern file (JSON).
+        #[arg(long)]
+        pattern: PathBuf,
+        /// The event file (JSON).
+        #[arg(long)]
+        event: PathBuf,
+    },
+    /// Count matches of many rules over many events: prints {rule: matches} as JSON.
+    Match {
+        /// A JSON object {rule name: pattern}.
+        #[arg(long)]
+        rules: PathBuf,
+        /// Events, one JSON object per line; `.gz` files are decompressed.
+        #[arg(long)]
+        events: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlowCommand {
+    /// Run a flow over an event offline: prints the step trace and the messages it would send.
+    Run(cmd_flow::RunArgs),
+}
+
+#[derive(Args)]
+struct ApplyArgs {
+    /// The configuration file (YAML or JSON).
+    #[arg(short = 'f', long = "file")]
+    file: PathBuf,
+}
+
+/// An error with the exit code it should end the process with.
+#[derive(Debug)]
+pub struct Exit(pub u8, pub anyhow::Error);
+
+impl<E: Into<anyhow::Error>> From<E> for Exit {
+    fn from(e: E) -> Self {
+        Exit(1, e.into())
+    }
+}
+
+/// Exit code 2: the input (a file, an argument) is invalid.
+pub fn invalid(e: impl Into<anyhow::Error>) -> Exit {
+    Exit(2, e.into())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let client = client::Client::new(&cli.server);
+        match cli.command {
+            Command::Serve(args) => cmd_serve::serve(args).await,
+            Command::Robots(args) => cmd_serve::robots(args).await,
+            Command::Events(EventsCommand::Put { bus, file }) => cmd_events::put(&client?, &bus, &file).await,
+            Command::Events(EventsCommand::Templates { json }) => cmd_events::templates(json),
+            Command::Events(EventsCommand::SendTemplate { name, bus }) => {
+                cmd_events::send_template(&client?, &name, &bus).await
+            }
+            Command::Events(EventsCommand::Trace { id, json }) => cmd_events::trace(&client?, &id, json).await,
+            Command::Pattern(PatternCommand::Test { pattern, event }) => cmd_pattern::test(&pattern, &event),
+            Command::Pattern(PatternCommand::Match { rules, events }) => cmd_pattern::match_file(&rules, &events),
+            Command::Flow(FlowCommand::Run(args)) => cmd_flow::run(args).await,
+            Command::Apply(args) => cmd_events::apply(&client?, &args.file).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(Exit(code, e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The configuration in force, compiled: matchers per bus, compiled flows, connections.
+//!
+//! A [`Runtime`] is immutable; a change builds a new one off the hot path and swaps it in.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use magpie_core::config::{BusSpec, ConfigDocument, ConnectionSpec, FlowSpec, KnownNames, RuleSpec};
+use magpie_core::{ConfigError, DEFAULT_BUS};
+use magpie_flow::Flow;
+use magpie_pattern::{Matcher, Pattern};
+use magpie_store::{ConfigChange, Kind, Store};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// One compiled snapshot of the configuration.
+#[derive(Default)]
+pub struct Runtime {
+    /// Buses by name (`default` always present).
+    pub buses: BTreeMap<String, BusSpec>,
+    /// Rules by bus, then name.
+    pub rules: BTreeMap<String, BTreeMap<String, RuleSpec>>,
+    /// Flows by name, with their compiled form.
+    pub flows: BTreeMap<String, (FlowSpec, Arc<Flow>)>,
+    /// Connections by name.
+    pub connections: BTreeMap<String, ConnectionSpec>,
+    /// The matcher of each bus over its enabled rules (ids are rule names).
+    pub matchers: HashMap<String, Matcher<String>>,
+}
+
+impl Runtime {
+    /// Names of what exists, for reference checks.
+    pub fn known(&self) -> KnownNames {
+        KnownNames {
+            buses: self.buses.keys().cloned().collect(),
+            connections: self.connections.keys().cloned().collect(),
+            flows: self.flows.keys().cloned().collect(),
+        }
+    }
+
+    /// The whole configuration as one document.
+    pub fn document(&self) -> ConfigDocument {
+        ConfigDocument {
+            buses: self.buses.values().filter(|b| b.name != DEFAULT_BUS || !b.description.is_empty()).cloned().collect(),
+            connections: self.connections.values().cloned().collect(),
+            flows: self.flows.values().map(|(s, _)| s.clone()).collect(),
+            rules: self.rules.values().flat_map(|m| m.values().cloned()).collect(),
+        }
+    }
+}
+
+/// The shared, swappable runtime.
+#[derive(Default)]
+pub struct Shared {
+    current: RwLock<Arc<Runtime>>,
+}
+
+impl Shared {
+    /// The runtime in force.
+    pub fn get(&self) -> Arc<Runtime> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, rt: Runtime) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rt);
+    }
+
+    /// Rebuilds the runtime from the store.
+    pub async fn reload(&self, store: &dyn Store) -> Result<(), ApiError> {
+        let doc = load_document(store).await?;
+        let rt = compile(&doc).map_err(|e| ApiError::internal(format!("stored configuration is invalid: {e}")))?;
+        self.set(rt);
+        Ok(())
+    }
+}
+
+async fn load_document(store: &dyn Store) -> Result<ConfigDocument, ApiError> {
+    fn parse<T: serde::de::DeserializeOwned>(items: Vec<(String, Value)>) -> Result<Vec<T>, ApiError> {
+        items
+            .into_iter()
+            .map(|(k, v)| magpie_core::config::from_value(v).map_err(|e| ApiError::internal(format!("stored object {k}: {e}"))))
+            .collect()
+    }
+    Ok(ConfigDocument {
+        buses: parse(store.list_objects(Kind::Bus).await?)?,
+        connections: parse(store.list_objects(Kind::Connection).await?)?,
+        flows: parse(store.list_objects(Kind::Flow).await?)?,
+        rules: parse(store.list_objects(Kind::Rule).await?)?,
+    })
+}
+
+/// Compiles a whole document (already validated for references).
+fn compile(doc: &ConfigDocument) -> Result<Runtime, ConfigError> {
+    let mut rt = Runtime::default();
+    rt.buses.insert(DEFAULT_BUS.into(), BusSpec { name: DEFAULT_BUS.into(), description: "云服务事件集: cloud-service events".into() });
+    for b in &doc.buses {
+        rt.buses.insert(b.name.clone(), b.clone());
+    }
+    for c in &doc.connections {
+        rt.connections.insert(c.name.clone(), c.clone());
+    }
+    for (i, f) in doc.flows.iter().enumerate() {
+        let flow = Flow::compile(f).map_err(|e| ConfigError::new(format!("flows[{i}].{}", e.path), e.reason))?;
+        rt.flows.insert(f.name.clone(), (f.clone(), Arc::new(flow)));
+    }
+    let mut patterns: HashMap<String, Vec<(String, Pattern)>> = HashMap::new();
+    for (i, r) in doc.rules.iter().enumerate() {
+        let p = Pattern::parse(&r.pattern).map_err(|e| {
+            let path = if e.path.is_empty() { format!("rules[{i}].pattern") } else { format!("rules[{i}].pattern.{}", e.path) };
+            ConfigError::new(path, e.reason)
+        })?;
+        if r.enabled {
+            patterns.entry(r.bus.clone()).or_default().push((r.name.clone(), p));
+        }
+        rt.rules.entry(r.bus.clone()).or_default().insert(r.name.clone(), r.clone());
+    }
+    rt.matchers = patterns.into_iter().map(|(bus, ps)| (bus, Matcher::build(ps))).collect();
+    Ok(rt)
+}
+
+/// Checks `doc` against what is stored and, if it is sound, stores it and swaps the runtime in.
+///
+/// Objects are created or replaced; nothing absent from `doc` is deleted. With `deletes`, the
+/// listed objects are removed in the same transaction.
+pub async fn apply(
+    shared: &Shared,
+    store: &dyn Store,
+    doc: ConfigDocument,
+    deletes: Vec<(Kind, String)>,
+    env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+) -> Result<(), ApiError> {
+    let current = shared.get();
+    let mut merged = current.document();
+    for (kind, key) in &deletes {
+        remove(&mut merged, *kind, key);
+    }
+    // Validate the new objects against everything that will exist afterwards.
+    let mut known = merged_known(&merged);
+    known.buses.extend(doc.buses.iter().map(|b| b.name.clone()));
+    known.connections.extend(doc.connections.iter().map(|c| c.name.clone()));
+    known.flows.extend(doc.flows.iter().map(|f| f.name.clone()));
+    doc.validate(&known).map_err(ApiError::config)?;
+    for (i, c) in doc.connections.iter().enumerate() {
+        check_secrets(c, &format!("connections[{i}]"), env)?;
+    }
+    let mut changes = Vec::new();
+    for b in &doc.buses {
+        upsert(&mut merged.buses, b.clone(), |x| x.name == b.name);
+        changes.push(put(Kind::Bus, b.name.clone(), b)?);
+    }
+    for c in &doc.connections {
+        upsert(&mut merged.connections, c.clone(), |x| x.name == c.name);
+        changes.push(put(Kind::Connection, c.name.clone(), c)?);
+    }
+    for f in &doc.flows {
+        upsert(&mut merged.flows, f.clone(), |x| x.name == f.name);
+        changes.push(put(Kind::Flow, f.name.clone(), f)?);
+    }
+    for r in &doc.rules {
+        upsert(&mut merged.rules, r.clone(), |x| x.name == r.name && x.bus == r.bus);
+        changes.push(put(Kind::Rule, rule_key(&r.bus, &r.name), r)?);
+    }
+    // The merged whole must still hold together (e.g. a deleted flow no rule targets).
+    merged.validate(&KnownNames::default()).map_err(|e| ApiError::conflict(e.to_string()))?;
+    let rt = compile(&merged).map_err(|e| remap(e, &doc))?;
+    for (kind, key) in deletes {
+        changes.push(ConfigChange::Delete { kind, key });
+    }
+    store.apply_config(changes).await?;
+    shared.set(rt);
+    Ok(())
+}
+
+fn merged_known(doc: &ConfigDocument) -> KnownNames {
+    KnownNames {
+        buses: doc.buses.iter().map(|b| b.name.clone()).collect(),
+        connections: doc.connections.iter().map(|c| c.name.clone()).collect(),
+        flows: doc.flows.iter().map(|f| f.name.clone()).collect(),
+    }
+}
+
+/// Errors from compiling the merged document carry merged indices; name the object instead.
+fn remap(e: ConfigError, _doc: &ConfigDocument) -> ApiError {
+    ApiError::config(e)
+}
+
+fn remove(doc: &mut ConfigDocument, kind: Kind, key: &str) {
+    match kind {
+        Kind::Bus => doc.buses.retain(|b| b.name != key),
+        Kind::Connection => doc.connections.retain(|c| c.name != key),
+        Kind::Flow => doc.flows.retain(|f| f.name != key),
+        Kind::Rule => doc.rules.retain(|r| rule_key(&r.bus, &r.name) != key),
+    }
+}
+
+fn upsert<T>(list: &mut Vec<T>, item: T, same: impl Fn(&T) -> bool) {
+    match list.iter().position(same) {
+        Some(i) => list[i] = item,
+        None => list.push(item),
+    }
+}
+
+fn put<T: serde::Serialize>(kind: Kind, key: String, obj: &T) -> Result<ConfigChange, ApiError> {
+    let body = serde_json::to_value(obj).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(ConfigChange::Put { kind, key, body })
+}
+
+/// The store key of a rule.
+pub fn rule_key(bus: &str, rule: &str) -> String {
+    format!("{bus}/{rule}")
+}
+
+/// Every `${ENV}` reference of a connection must be resolvable now.
+pub fn check_secrets(c: &ConnectionSpec, at: &str, env: &(dyn Fn(&str) -> Option<String> + Send + Sync)) -> Result<(), ApiError> {
+    magpie_core::env::resolve(&c.webhook, env).map_err(|r| ApiError::config(ConfigError::new(format!("{at}.webhook"), r)))?;
+    if let Some(s) = &c.secret {
+        magpie_core::env::resolve(s, env).map_err(|r| ApiError::config(ConfigError::new(format!("{at}.secret"), r)))?;
+    }
+    Ok(())
+}
+
+/// The connection as shown in API answers: secrets masked unless they are `${ENV}` references.
+pub fn redacted_connection(c: &ConnectionSpec) -> Value {
+    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+    if !magpie_core::env::has_references(&c.webhook) {
+        v["webhook"] = Value::String(magpie_connectors::redact_url(&c.webhook));
+    }
+    if let Some(s) = &c.secret
+        && !magpie_core::env::has_references(s)
+    {
+        v["secret"] = Value::String("<redacted>".into());
+    }
+    v
+}

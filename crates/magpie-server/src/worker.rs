@@ -1,0 +1,311 @@
+//! Workers: claim due jobs with a lease, run their flow, record every step and attempt as it
+//! happens, and end the job (done, dead-lettered, or rescheduled for a retry).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use magpie_connectors::{Answer, Destination, build_request, classify, redact_url, transport_failure};
+use magpie_core::config::LogLevel;
+use magpie_core::{ErrorType, Retry};
+use magpie_flow::{Checkpoint, Effects, Message, RunOutcome, Runner, SendRequest, SendResult, StepRecord};
+use magpie_store::{AttemptRow, Job, JobEnd, Journal, StepRow};
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, watch};
+
+use crate::runtime::Runtime;
+use crate::{AppState, Metrics};
+
+/// The default wait for a platform's answer.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_RESPONSE_BYTES: usize = 4_096;
+
+pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(state.concurrency));
+    loop {
+        let free = slots.available_permits();
+        let mut claimed = 0;
+        if free > 0 {
+            let lease = state.lease.as_millis() as i64;
+            match state.store.claim_jobs(magpie_core::now_ms(), lease, free).await {
+                Ok(jobs) => {
+                    claimed = jobs.len();
+                    for job in jobs {
+                        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                        let state = state.clone();
+                        tokio::spawn(async move {
+                            run_job(&state, job).await;
+                            drop(permit);
+                            state.wake_workers.notify_one();
+                        });
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "claiming jobs failed; will retry"),
+            }
+        }
+        if claimed > 0 && claimed == free {
+            continue;
+        }
+        let wait = match state.store.next_due().await {
+            Ok(Some(at)) => Duration::from_millis((at - magpie_core::now_ms()).clamp(0, 1_000) as u64),
+            _ => Duration::from_secs(1),
+        };
+        if wait.is_zero() && slots.available_permits() > 0 && claimed == 0 {
+            // Due jobs exist but none could be claimed (e.g. leased elsewhere): do not spin.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        tokio::select! {
+            _ = state.wake_workers.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+fn checkpoint(journal: &Journal) -> Checkpoint {
+    let mut cp = Checkpoint::default();
+    let mut attempts: BTreeMap<u32, u32> = BTreeMap::new();
+    for a in &journal.attempts {
+        let n = attempts.entry(a.ordinal).or_default();
+        *n = (*n).max(a.attempt);
+        if a.outcome == "delivered" {
+            cp.delivered.insert(a.ordinal);
+        }
+    }
+    cp.attempts = attempts;
+    cp.recorded = journal.steps.iter().map(|s| s.ordinal).collect();
+    cp
+}
+
+async fn run_job(state: &AppState, job: Job) {
+    let now = magpie_core::now_ms();
+    let end = match prepare(state, &job).await {
+        Err(reason) => {
+            tracing::error!(job = job.id, event_id = %job.event_id, flow = %job.flow, reason = %reason, "flow run cannot start");
+            JobEnd::Failed { error: reason }
+        }
+        Ok((rt, msg, cp)) => {
+            let Some((_, flow)) = rt.flows.get(&job.flow) else {
+                return finish(state, &job, JobEnd::Failed { error: format!("flow {:?} no longer exists", job.flow) }).await;
+            };
+            let flow = flow.clone();
+            let effects = JobEffects { state, job: &job, rt: rt.clone() };
+            match Runner::run(&flow, msg, &effects, Some(cp)).await {
+                RunOutcome::Completed(_) => {
+                    Metrics::inc(&state.metrics.runs_completed);
+                    tracing::info!(job = job.id, event_id = %job.event_id, rule = %job.rule, flow = %job.flow, "flow run completed");
+                    JobEnd::Done
+                }
+                RunOutcome::Failed { error, .. } => {
+                    Metrics::inc(&state.metrics.runs_failed);
+                    tracing::warn!(job = job.id, event_id = %job.event_id, flow = %job.flow, error = %error, "flow run failed: dead-lettered");
+                    JobEnd::Failed { error: error.to_string() }
+                }
+                RunOutcome::Suspended { retry_at_ms, last_error } => {
+                    Metrics::inc(&state.metrics.runs_retried);
+                    tracing::info!(job = job.id, event_id = %job.event_id, flow = %job.flow, error = %last_error,
+                        retry_in_ms = retry_at_ms - now, "send failed; retry scheduled");
+                    JobEnd::Retry { at: retry_at_ms, error: last_error.to_string() }
+                }
+            }
+        }
+    };
+    finish(state, &job, end).await;
+}
+
+async fn finish(state: &AppState, job: &Job, end: JobEnd) {
+    let retry = matches!(end, JobEnd::Retry { .. });
+    if let Err(e) = state.store.end_job(job.id, end, magpie_core::now_ms()).await {
+        // The lease runs out and the job is claimed again: nothing is lost.
+        tracing::error!(job = job.id, error = %e, "recording the end of a flow run failed");
+    }
+    if retry {
+        state.wake_workers.notify_one();
+    }
+}
+
+async fn prepare(state: &AppState, job: &Job) -> Result<(Arc<Runtime>, Message, Checkpoint), String> {
+    let event = state
+        .store
+        .event_by_seq(job.event_seq)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("event #{} is missing from the log", job.event_seq))?;
+    let journal = state.store.journal(job.id).await.map_err(|e| e.to_string())?;
+    let mut msg = Message::new(event.id.clone(), event.body.clone());
+    for (k, v) in [
+        ("bus", json!(job.bus)),
+        ("rule", json!(job.rule)),
+        ("flow", json!(job.flow)),
+        ("event_id", json!(event.id)),
+        ("source", event.body.get("source").cloned().unwrap_or(Value::Null)),
+        ("type", event.body.get("type").cloned().unwrap_or(Value::Null)),
+    ] {
+        msg.attrs.insert(k.into(), v);
+    }
+    Ok((state.runtime.get(), msg, checkpoint(&journal)))
+}
+
+struct JobEffects<'a> {
+    state: &'a AppState,
+    job: &'a Job,
+    rt: Arc<Runtime>,
+}
+
+impl JobEffects<'_> {
+    fn config_failure(&self, req: &SendRequest, reason: String) -> SendResult {
+        SendResult::Failed { error_type: ErrorType::new("FLOW", "CONFIG"), retry: Retry::No, retry_after: None, message: format!("connection {:?}: {reason}", req.connection) }
+    }
+}
+
+impl Effects for JobEffects<'_> {
+    async fn send(&self, req: SendRequest) -> SendResult {
+        let Some(conn) = self.rt.connections.get(&req.connection) else {
+            return self.config_failure(&req, "no such connection".into());
+        };
+        let env = self.state.env.as_ref();
+        let webhook = match magpie_core::env::resolve(&conn.webhook, env) {
+            Ok(w) => w,
+            Err(r) => return self.config_failure(&req, format!("webhook: {r}")),
+        };
+        let secret = match conn.secret.as_deref().map(|s| magpie_core::env::resolve(s, env)).transpose() {
+            Ok(s) => s,
+            Err(r) => return self.config_failure(&req, format!("secret: {r}")),
+        };
+        let dest = Destination { platform: conn.platform, webhook, secret, keywords: conn.keywords.clone() };
+        let ns = conn.platform.error_namespace();
+        let started_at = magpie_core::now_ms();
+        let mut row = AttemptRow {
+            ordinal: req.ordinal,
+            attempt: req.attempt,
+            connection: req.connection.clone(),
+            platform: conn.platform.as_str().into(),
+            url: redact_url(&dest.webhook),
+            request: Value::Null,
+            status_code: None,
+            response: None,
+            outcome: "failed".into(),
+            error_type: None,
+            error: None,
+            started_at,
+            duration_ms: 0,
+        };
+        let http = match build_request(&dest, &req.message, started_at) {
+            Ok(h) => h,
+            Err(e) => {
+                let result = SendResult::Failed { error_type: ErrorType::new(ns, "BAD_REQUEST"), retry: Retry::No, retry_after: None, message: e.to_string() };
+                return self.record_attempt(row, result).await;
+            }
+        };
+        row.url = redact_url(&http.url);
+        row.request = masked(&http.body);
+        let clock = Instant::now();
+        let sent = self
+            .state
+            .http
+            .post(&http.url)
+            .header("content-type", "application/json; charset=utf-8")
+            .body(http.body_bytes())
+            .timeout(conn.timeout.unwrap_or(DEFAULT_TIMEOUT))
+            .send()
+            .await;
+        let result = match sent {
+            Err(e) => {
+                let f = transport_failure(e.is_timeout(), &without_url(&e));
+                SendResult::Failed { error_type: ErrorType::new(ns, f.kind), retry: f.retry, retry_after: None, message: f.message }
+            }
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let headers: Vec<(String, String)> = resp
+                    .headers()
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                    .collect();
+                let body = resp.bytes().await.unwrap_or_default();
+                row.status_code = Some(status);
+                row.response = Some(String::from_utf8_lossy(&body[..body.len().min(MAX_RESPONSE_BYTES)]).into_owned());
+                match classify(conn.platform, status, &headers, &body) {
+                    Answer::Delivered => SendResult::Delivered,
+                    Answer::Failed(f) => SendResult::Failed {
+                        error_type: ErrorType::new(ns, f.kind),
+                        retry: f.retry,
+                        retry_after: f.retry_after,
+                        message: match f.code {
+                            Some(c) => format!("{c} {}", f.message),
+                            None => f.message,
+                        },
+                    },
+                }
+            }
+        };
+        row.duration_ms = clock.elapsed().as_millis() as i64;
+        self.record_attempt(row, result).await
+    }
+
+    async fn record(&self, rec: StepRecord) {
+        let row = StepRow { ordinal: rec.ordinal, path: rec.path, kind: rec.kind, status: rec.status, detail: rec.detail, at: magpie_core::now_ms() };
+        if let Err(e) = self.state.store.record_step(self.job.id, row).await {
+            tracing::error!(job = self.job.id, error = %e, "recording a step failed");
+        }
+    }
+
+    fn log(&self, level: LogLevel, category: &str, message: &str) {
+        let (job, event_id, flow) = (self.job.id, self.job.event_id.as_str(), self.job.flow.as_str());
+        match level {
+            LogLevel::Debug => tracing::debug!(target: "magpie::flow", job, event_id, flow, category, "{message}"),
+            LogLevel::Info => tracing::info!(target: "magpie::flow", job, event_id, flow, category, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "magpie::flow", job, event_id, flow, category, "{message}"),
+            LogLevel::Error => tracing::error!(target: "magpie::flow", job, event_id, flow, category, "{message}"),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        magpie_core::now_ms()
+    }
+}
+
+impl JobEffects<'_> {
+    async fn record_attempt(&self, mut row: AttemptRow, result: SendResult) -> SendResult {
+        match &result {
+            SendResult::Delivered => {
+                row.outcome = "delivered".into();
+                Metrics::inc(&self.state.metrics.deliveries_ok);
+            }
+            SendResult::Failed { error_type, message, .. } => {
+                row.error_type = Some(error_type.to_string());
+                row.error = Some(message.clone());
+                Metrics::inc(&self.state.metrics.deliveries_failed);
+                tracing::warn!(job = self.job.id, connection = %row.connection, attempt = row.attempt, error_type = %error_type, error = %message, "delivery attempt failed");
+            }
+        }
+        if let Err(e) = self.state.store.record_attempt(self.job.id, row).await {
+            tracing::error!(job = self.job.id, error = %e, "recording a delivery attempt failed");
+        }
+        result
+    }
+}
+
+/// The request body as stored in traces: the signature masked.
+fn masked(body: &Value) -> Value {
+    let mut b = body.clone();
+    if b.get("sign").is_some() {
+        b["sign"] = json!("***");
+    }
+    b
+}
+
+/// A transport error's text without the URL (which holds the robot's key).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(u) = e.url() {
+        text = text.replace(u.as_str(), &redact_url(u.as_str()));
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
