@@ -106,10 +106,7 @@ fn compile(doc: &ConfigDocument) -> Result<Runtime, ConfigError> {
     }
     let mut patterns: HashMap<String, Vec<(String, Pattern)>> = HashMap::new();
     for (i, r) in doc.rules.iter().enumerate() {
-        let p = Pattern::parse(&r.pattern).map_err(|e| {
-            let path = if e.path.is_empty() { format!("rules[{i}].pattern") } else { format!("rules[{i}].pattern.{}", e.path) };
-            ConfigError::new(path, e.reason)
-        })?;
+        let p = Pattern::parse(&r.pattern).map_err(|e| pattern_error(i, e))?;
         if r.enabled {
             patterns.entry(r.bus.clone()).or_default().push((r.name.clone(), p));
         }
@@ -141,6 +138,13 @@ pub async fn apply(
     known.connections.extend(doc.connections.iter().map(|c| c.name.clone()));
     known.flows.extend(doc.flows.iter().map(|f| f.name.clone()));
     doc.validate(&known).map_err(ApiError::config)?;
+    // Patterns and expressions are checked here, so their errors carry the document's own paths.
+    for (i, r) in doc.rules.iter().enumerate() {
+        Pattern::parse(&r.pattern).map_err(|e| ApiError::config(pattern_error(i, e)))?;
+    }
+    for (i, f) in doc.flows.iter().enumerate() {
+        Flow::compile(f).map_err(|e| ApiError::config(ConfigError::new(format!("flows[{i}].{}", e.path), e.reason)))?;
+    }
     for (i, c) in doc.connections.iter().enumerate() {
         check_secrets(c, &format!("connections[{i}]"), env)?;
     }
@@ -163,7 +167,7 @@ pub async fn apply(
     }
     // The merged whole must still hold together (e.g. a deleted flow no rule targets).
     merged.validate(&KnownNames::default()).map_err(|e| ApiError::conflict(e.to_string()))?;
-    let rt = compile(&merged).map_err(|e| remap(e, &doc))?;
+    let rt = compile(&merged).map_err(|e| ApiError::internal(format!("the merged configuration does not compile: {e}")))?;
     for (kind, key) in deletes {
         changes.push(ConfigChange::Delete { kind, key });
     }
@@ -172,17 +176,17 @@ pub async fn apply(
     Ok(())
 }
 
+fn pattern_error(i: usize, e: magpie_pattern::PatternError) -> ConfigError {
+    let path = if e.path.is_empty() { format!("rules[{i}].pattern") } else { format!("rules[{i}].pattern.{}", e.path) };
+    ConfigError::new(path, e.reason)
+}
+
 fn merged_known(doc: &ConfigDocument) -> KnownNames {
     KnownNames {
         buses: doc.buses.iter().map(|b| b.name.clone()).collect(),
         connections: doc.connections.iter().map(|c| c.name.clone()).collect(),
         flows: doc.flows.iter().map(|f| f.name.clone()).collect(),
     }
-}
-
-/// Errors from compiling the merged document carry merged indices; name the object instead.
-fn remap(e: ConfigError, _doc: &ConfigDocument) -> ApiError {
-    ApiError::config(e)
 }
 
 fn remove(doc: &mut ConfigDocument, kind: Kind, key: &str) {

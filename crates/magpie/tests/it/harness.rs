@@ -1,0 +1,233 @@
+//! Runs the real `magpie` binary: a server, a robot simulator, and CLI commands.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_magpie");
+
+/// A free port on loopback (bound and released; the race with other tests is negligible).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A running `magpie` process, killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait: a graceful stop.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(args: &[&str], log: &Path, port: u16) -> Proc {
+    let out = std::fs::File::create(log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    let child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("spawning magpie");
+    let p = Proc { child, port, log: log.to_path_buf() };
+    wait_healthy(&p);
+    p
+}
+
+fn wait_healthy(p: &Proc) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(r) = http_get(&format!("{}/healthz", p.url())) {
+            if r.0 == 200 {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("magpie on port {} did not become healthy; log:\n{}", p.port, p.log_text());
+}
+
+/// Starts `magpie serve` with a config file and data dir.
+pub fn serve(dir: &Path, config: Option<&Path>, name: &str) -> Proc {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let data = dir.join("data");
+    let mut args = vec!["serve", "--listen", &listen, "--data-dir", data.to_str().unwrap_or_default()];
+    let cfg;
+    if let Some(c) = config {
+        cfg = c.to_string_lossy().into_owned();
+        args.extend(["--config", &cfg]);
+    }
+    spawn(&args, &dir.join(format!("{name}.log")), port)
+}
+
+/// Starts `magpie robots` with the robots of a config file.
+pub fn robots(dir: &Path, config: &Path, port: u16) -> Proc {
+    let listen = format!("127.0.0.1:{port}");
+    spawn(&["robots", "--listen", &listen, "--config", config.to_str().unwrap_or_default()], &dir.join("robots.log"), port)
+}
+
+/// Runs a CLI command against `server`.
+pub fn cli(server: &str, args: &[&str]) -> Output {
+    Command::new(BIN).arg("--server").arg(server).args(args).output().expect("running magpie")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("client")
+}
+
+fn answer(r: reqwest::blocking::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+pub fn http_get(url: &str) -> Result<(u16, Value), reqwest::Error> {
+    client().get(url).send().map(answer)
+}
+
+pub fn http_send(method: &str, url: &str, content_type: &str, body: impl Into<Vec<u8>>) -> (u16, Value) {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    answer(client().request(m, url).header("content-type", content_type).body(body.into()).send().expect("request"))
+}
+
+pub fn get(url: &str) -> Value {
+    let (status, v) = http_get(url).expect("GET");
+    assert_eq!(status, 200, "GET {url}: {v}");
+    v
+}
+
+/// Polls `f` every 50 ms until it returns Some, or panics after `secs` seconds.
+pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Messages the simulator accepted.
+pub fn sim_messages(sim: &Proc) -> Vec<Value> {
+    get(&format!("{}/_sim/messages", sim.url())).as_array().cloned().unwrap_or_default()
+}
+
+/// The demo configuration with its robots moved to the simulator on `port`.
+pub fn demo_config(port: u16) -> String {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo/magpie.yaml")).expect("demo config");
+    text.replace("127.0.0.1:7481", &format!("127.0.0.1:{port}"))
+}
+
+/// A one-flow configuration: WeCom robot in try, logger ERROR `ebtest` in catch ANY.
+pub fn wecom_config(sim_port: u16, key: &str, attempts: u32) -> String {
+    format!(
+        r#"
+connections:
+  - name: wecom-test
+    platform: wecom
+    webhook: http://127.0.0.1:{sim_port}/cgi-bin/webhook/send?key={key}
+    timeout: 2s
+flows:
+  - name: to-wecom
+    steps:
+      - set-variable:
+          name: body
+          value: |
+            def dw_process(msg):
+                return msg.payload
+      - try:
+          steps:
+            - robot:
+                connection: wecom-test
+                content: "<font color=\"warning\">{{{{ vars.body.type }}}}</font> {{{{ vars.body.subject }}}}"
+                retry: {{attempts: {attempts}, backoff: 50ms, max_backoff: 300ms}}
+          catch:
+            - errors: [ANY]
+              steps:
+                - logger:
+                    level: ERROR
+                    category: ebtest
+                    message: "{{{{ error.code }}}}: {{{{ error.desc }}}}"
+rules:
+  - name: all-cvm
+    pattern: {{"source": "cvm.cloud.tencent"}}
+    targets: [{{flow: to-wecom}}]
+"#
+    )
+}
+
+/// Sends a template through the CLI and returns the event id.
+pub fn send_template(server: &str, name: &str) -> String {
+    let o = cli(server, &["events", "send-template", name]);
+    assert!(o.status.success(), "send-template {name}: {}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    out.lines()
+        .find_map(|l| l.strip_prefix("accepted "))
+        .map(|id| id.trim().to_string())
+        .unwrap_or_else(|| panic!("no id in: {out}"))
+}
+
+/// The JSON trace of an event.
+pub fn trace(server: &str, id: &str) -> Value {
+    get(&format!("{server}/v1/events/{id}/trace"))
+}
+
+/// Waits until every flow run of the event has ended (done or failed) and returns the trace.
+pub fn settled_trace(server: &str, id: &str, runs: usize) -> Value {
+    eventually(20, &format!("flow runs of {id} to end"), || {
+        let t = trace(server, id);
+        let r = t["runs"].as_array()?;
+        (r.len() == runs && r.iter().all(|r| r["status"] == "done" || r["status"] == "failed")).then_some(t)
+    })
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `magpie` binary as server, robot simulator and CLI.
+
+mod bad_input;
+mod crash;
+mod demo;
+mod harness;
+mod offline;
+mod retries;
