@@ -84,12 +84,19 @@ pub(crate) fn classify(status: u16, json: Option<&Value>) -> Answer {
     if body.get("punish").is_some() || (body.get("wait").is_some() && body.get("errcode").is_none()) {
         let wait = body.get("wait").and_then(Value::as_u64).unwrap_or(60);
         return Answer::Failed(
-            Failure::new(RATE_LIMITED, Retry::Yes, body.get("errcode").and_then(Value::as_i64), "throttled (anti-abuse)")
-                .after(Duration::from_secs(wait.max(1))),
+            Failure::new(
+                RATE_LIMITED,
+                Retry::Yes,
+                body.get("errcode").and_then(Value::as_i64),
+                "throttled (anti-abuse)",
+            )
+            .after(Duration::from_secs(wait.max(1))),
         );
     }
     let Some(code) = body.get("errcode").and_then(Value::as_i64) else {
-        return Answer::Failed(classify_status(status).unwrap_or_else(|| Failure::new(REMOTE, Retry::Yes, None, "answer without errcode")));
+        return Answer::Failed(
+            classify_status(status).unwrap_or_else(|| Failure::new(REMOTE, Retry::Yes, None, "answer without errcode")),
+        );
     };
     let msg = body.get("errmsg").and_then(Value::as_str).unwrap_or_default().to_string();
     let f = match code {

@@ -15,7 +15,12 @@ use crate::{
 /// Largest request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 20_000;
 
-pub(crate) fn build(url: url::Url, dest: &Destination, msg: &OutboundMessage, now_ms: i64) -> Result<HttpRequest, BuildError> {
+pub(crate) fn build(
+    url: url::Url,
+    dest: &Destination,
+    msg: &OutboundMessage,
+    now_ms: i64,
+) -> Result<HttpRequest, BuildError> {
     if !url.path().contains("/hook/") || url.path().ends_with("/hook/") {
         return Err(BuildError::BadWebhook("a Feishu/Lark webhook ends in /open-apis/bot/v2/hook/<token>".into()));
     }
@@ -31,7 +36,10 @@ pub(crate) fn build(url: url::Url, dest: &Destination, msg: &OutboundMessage, no
             let paragraphs = paragraphs(&msg.content, msg.kind == MessageKind::Markdown)?;
             let title = msg.title.clone().unwrap_or_default();
             let has_keyword = dest.keywords.is_empty()
-                || dest.keywords.iter().any(|k| title.contains(k.as_str()) || paragraphs.to_string().contains(k.as_str()));
+                || dest
+                    .keywords
+                    .iter()
+                    .any(|k| title.contains(k.as_str()) || paragraphs.to_string().contains(k.as_str()));
             let title = if has_keyword { title } else { ensure_keyword(&title, &dest.keywords).trim_end().to_string() };
             json!({"msg_type": "post", "content": {"post": {"zh_cn": {"title": title, "content": paragraphs}}}})
         }
@@ -83,18 +91,18 @@ pub(crate) fn classify(status: u16, json: Option<&Value>, reset: Option<&str>) -
     };
     let code = body.get("code").and_then(Value::as_i64).or_else(|| body.get("StatusCode").and_then(Value::as_i64));
     let Some(code) = code else {
-        return Answer::Failed(classify_status(status).unwrap_or_else(|| Failure::new(REMOTE, Retry::Yes, None, "answer without code")));
+        return Answer::Failed(
+            classify_status(status).unwrap_or_else(|| Failure::new(REMOTE, Retry::Yes, None, "answer without code")),
+        );
     };
-    let msg = body
-        .get("msg")
-        .or_else(|| body.get("StatusMessage"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let msg =
+        body.get("msg").or_else(|| body.get("StatusMessage")).and_then(Value::as_str).unwrap_or_default().to_string();
     let f = match code {
         0 if (200..300).contains(&status) => return Answer::Delivered,
         0 => classify_status(status).unwrap_or_else(|| Failure::new(REMOTE, Retry::Yes, Some(0), msg.clone())),
-        9499 if msg.to_lowercase().contains("too many request") => Failure::new(RATE_LIMITED, Retry::Yes, Some(code), msg),
+        9499 if msg.to_lowercase().contains("too many request") => {
+            Failure::new(RATE_LIMITED, Retry::Yes, Some(code), msg)
+        }
         9499 => Failure::new(BAD_REQUEST, Retry::No, Some(code), msg),
         11232 => Failure::new(RATE_LIMITED, Retry::Yes, Some(code), msg),
         99991400 => {

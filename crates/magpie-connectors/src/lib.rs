@@ -160,7 +160,12 @@ pub fn transport_failure(timed_out: bool, message: &str) -> Failure {
     if timed_out {
         Failure::new(magpie_core::error_type::kinds::TIMEOUT, Retry::Yes, None, format!("no answer in time: {message}"))
     } else {
-        Failure::new(magpie_core::error_type::kinds::CONNECTIVITY, Retry::Yes, None, format!("could not reach the platform: {message}"))
+        Failure::new(
+            magpie_core::error_type::kinds::CONNECTIVITY,
+            Retry::Yes,
+            None,
+            format!("could not reach the platform: {message}"),
+        )
     }
 }
 

@@ -51,7 +51,8 @@ mod tests {
         let r = redact_url("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa");
         assert!(!r.contains("7xxx-4bc4"), "{r}");
         assert!(r.contains("key=693a***"), "{r}");
-        let r = redact_url("https://oapi.dingtalk.com/robot/send?access_token=abcdef0123456789&timestamp=1&sign=xyz%2B");
+        let r =
+            redact_url("https://oapi.dingtalk.com/robot/send?access_token=abcdef0123456789&timestamp=1&sign=xyz%2B");
         assert!(!r.contains("0123456789"), "{r}");
         assert!(r.contains("timestamp=1"));
         let r = redact_url("https://open.feishu.cn/open-apis/bot/v2/hook/2c3f2d3e-1111-2222-3333-444455556666");

@@ -13,7 +13,8 @@ type HmacSha256 = Hmac<Sha256>;
 
 fn hmac_b64(key: &[u8], msg: &[u8]) -> String {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac =
+        <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(msg);
     STANDARD.encode(mac.finalize().into_bytes())
 }

@@ -6,7 +6,9 @@ use magpie_core::config::MessageKind;
 use magpie_core::error_type::kinds::*;
 use serde_json::{Value, json};
 
-use crate::{Answer, BuildError, Failure, HttpRequest, OutboundMessage, Retry, classify_status, content_text, truncate_utf8};
+use crate::{
+    Answer, BuildError, Failure, HttpRequest, OutboundMessage, Retry, classify_status, content_text, truncate_utf8,
+};
 
 /// Largest text content, in bytes.
 pub const MAX_TEXT_BYTES: usize = 2048;

@@ -173,7 +173,8 @@ pub struct TriggerSpec {
     /// The trigger kind.
     #[serde(rename = "type", default)]
     pub kind: TriggerKind,
-    /// The listen path (监听路径): the flow is also started by `POST /hooks/{path}`.
+    /// The listen path (监听路径). Reserved for `POST /hooks/{path}`, which is not served yet:
+    /// a flow that sets it is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 }
@@ -471,7 +472,10 @@ impl ConfigDocument {
             let at = format!("connections[{i}]");
             c.validate(&at)?;
             if !seen.insert(c.name.as_str()) {
-                return Err(ConfigError::new(format!("{at}.name"), format!("connection {:?} is defined twice", c.name)));
+                return Err(ConfigError::new(
+                    format!("{at}.name"),
+                    format!("connection {:?} is defined twice", c.name),
+                ));
             }
             connections.insert(&c.name);
         }
@@ -531,7 +535,10 @@ impl ConnectionSpec {
                 return Err(ConfigError::new(format!("{at}.secret"), "WeCom robots have no signing secret"));
             }
             if secret.is_empty() {
-                return Err(ConfigError::new(format!("{at}.secret"), "the secret is empty; remove the field to send unsigned"));
+                return Err(ConfigError::new(
+                    format!("{at}.secret"),
+                    "the secret is empty; remove the field to send unsigned",
+                ));
             }
             crate::env::check_references(secret).map_err(|r| ConfigError::new(format!("{at}.secret"), r))?;
         }
@@ -573,16 +580,12 @@ impl FlowSpec {
     /// Checks the flow's own fields and the connections it names; `at` is its path for errors.
     pub fn validate(&self, at: &str, connection_exists: &dyn Fn(&str) -> bool) -> Result<(), ConfigError> {
         check_name(&self.name).map_err(|r| ConfigError::new(format!("{at}.name"), r))?;
-        if let Some(path) = &self.trigger.path {
-            let ok = !path.is_empty()
-                && path.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-                && !path.contains("..");
-            if !ok {
-                return Err(ConfigError::new(
-                    format!("{at}.trigger.path"),
-                    "a listen path takes letters, digits, '-', '_', '.' and '/'",
-                ));
-            }
+        if self.trigger.path.is_some() {
+            // Refused rather than silently ignored until /hooks/{path} is served.
+            return Err(ConfigError::new(
+                format!("{at}.trigger.path"),
+                "HTTP listen paths (/hooks/{path}) are not supported yet; route events to the flow with a rule",
+            ));
         }
         if self.steps.is_empty() {
             return Err(ConfigError::new(format!("{at}.steps"), "a flow needs at least one step"));
@@ -602,10 +605,14 @@ fn validate_steps(steps: &[StepSpec], at: &str, connection_exists: &dyn Fn(&str)
                 validate_steps(&t.steps, &format!("{at}.steps"), connection_exists)?;
                 for (j, c) in t.catch.iter().enumerate() {
                     if c.errors.is_empty() {
-                        return Err(ConfigError::new(format!("{at}.catch[{j}].errors"), "list at least one error type, or ANY"));
+                        return Err(ConfigError::new(
+                            format!("{at}.catch[{j}].errors"),
+                            "list at least one error type, or ANY",
+                        ));
                     }
                     for (k, e) in c.errors.iter().enumerate() {
-                        ErrorMatcher::parse(e).map_err(|r| ConfigError::new(format!("{at}.catch[{j}].errors[{k}]"), r))?;
+                        ErrorMatcher::parse(e)
+                            .map_err(|r| ConfigError::new(format!("{at}.catch[{j}].errors[{k}]"), r))?;
                     }
                     validate_steps(&c.steps, &format!("{at}.catch[{j}].steps"), connection_exists)?;
                 }
@@ -617,17 +624,24 @@ fn validate_steps(steps: &[StepSpec], at: &str, connection_exists: &dyn Fn(&str)
                 validate_steps(&c.otherwise, &format!("{at}.otherwise"), connection_exists)?;
             }
             StepSpec::RaiseError(r) => {
-                crate::error_type::ErrorType::parse(&r.error_type).map_err(|e| ConfigError::new(format!("{at}.type"), e))?;
+                crate::error_type::ErrorType::parse(&r.error_type)
+                    .map_err(|e| ConfigError::new(format!("{at}.type"), e))?;
             }
             StepSpec::Robot(r) => {
                 if !connection_exists(&r.connection) {
-                    return Err(ConfigError::new(format!("{at}.connection"), format!("unknown connection {:?}", r.connection)));
+                    return Err(ConfigError::new(
+                        format!("{at}.connection"),
+                        format!("unknown connection {:?}", r.connection),
+                    ));
                 }
                 if r.retry.attempts == 0 || r.retry.attempts > 100 {
                     return Err(ConfigError::new(format!("{at}.retry.attempts"), "between 1 and 100"));
                 }
                 if r.retry.max_backoff < r.retry.backoff {
-                    return Err(ConfigError::new(format!("{at}.retry.max_backoff"), "must not be shorter than backoff"));
+                    return Err(ConfigError::new(
+                        format!("{at}.retry.max_backoff"),
+                        "must not be shorter than backoff",
+                    ));
                 }
             }
         }
@@ -643,7 +657,10 @@ fn check_var(name: &str, at: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
-        Err(ConfigError::new(at, format!("{name:?} is not a variable name (letters, digits and '_', not starting with a digit)")))
+        Err(ConfigError::new(
+            at,
+            format!("{name:?} is not a variable name (letters, digits and '_', not starting with a digit)"),
+        ))
     }
 }
 
@@ -653,7 +670,9 @@ mod tests {
 
     #[test]
     fn parse_errors_name_the_field_path() {
-        let err = ConfigDocument::from_yaml("flows:\n  - name: f1\n    steps:\n      - logger: {message: hi, colour: red}\n").unwrap_err();
+        let err =
+            ConfigDocument::from_yaml("flows:\n  - name: f1\n    steps:\n      - logger: {message: hi, colour: red}\n")
+                .unwrap_err();
         assert_eq!(err.path, "flows[0].steps[0].logger.colour");
         assert!(err.reason.contains("colour"), "{err}");
         let err = ConfigDocument::from_yaml("rules:\n  - name: r1\n").unwrap_err();
@@ -672,7 +691,9 @@ mod tests {
         assert_eq!(err.path, "flows[0].steps[0].try.steps[0].robot.connection");
         let doc = ConfigDocument::from_yaml("rules:\n  - {name: r1, bus: missing, pattern: {source: [a]}}\n").unwrap();
         assert_eq!(doc.validate(&KnownNames::default()).unwrap_err().path, "rules[0].bus");
-        let doc = ConfigDocument::from_yaml("rules:\n  - {name: r1, pattern: {source: [a]}, targets: [{flow: nope}]}\n").unwrap();
+        let doc =
+            ConfigDocument::from_yaml("rules:\n  - {name: r1, pattern: {source: [a]}, targets: [{flow: nope}]}\n")
+                .unwrap();
         assert_eq!(doc.validate(&KnownNames::default()).unwrap_err().path, "rules[0].targets[0].flow");
     }
 

@@ -60,7 +60,9 @@ fn check_part(p: &str, whole: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{whole:?} is not an error type: write NAMESPACE:KIND or KIND in upper case, e.g. WECOM:RATE_LIMITED"))
+        Err(format!(
+            "{whole:?} is not an error type: write NAMESPACE:KIND or KIND in upper case, e.g. WECOM:RATE_LIMITED"
+        ))
     }
 }
 

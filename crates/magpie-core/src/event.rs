@@ -167,10 +167,9 @@ impl Event {
 fn check_string(obj: &Map<String, Value>, field: &'static str) -> Result<(), EventError> {
     match obj.get(field) {
         None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
-        Some(other) => Err(EventError::Invalid {
-            field,
-            reason: format!("expected a string, got {}", json_kind(other)),
-        }),
+        Some(other) => {
+            Err(EventError::Invalid { field, reason: format!("expected a string, got {}", json_kind(other)) })
+        }
     }
 }
 
@@ -195,9 +194,7 @@ pub fn parse_time(value: &Value) -> Result<i64, String> {
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_millis() as i64)
-                .ok_or_else(|| {
-                    format!("expected milliseconds since the epoch or an RFC 3339 time, got {s:?}")
-                })
+                .ok_or_else(|| format!("expected milliseconds since the epoch or an RFC 3339 time, got {s:?}"))
         }
         other => Err(format!("expected a number or a numeric string, got {}", json_kind(other))),
     }

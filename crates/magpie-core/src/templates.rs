@@ -46,32 +46,68 @@ const TEMPLATES: &[EventTemplate] = &[
         label: "云服务器 - ping 不可达",
         description: "A CVM instance stopped answering ping (firing)",
         event: || {
-            cvm("PingUnreachable", "1", "ins-5k3e9x2q", "ap-guangzhou", "10.0.1.23", json!({"IP": "10.0.1.23 unreachable"}))
+            cvm(
+                "PingUnreachable",
+                "1",
+                "ins-5k3e9x2q",
+                "ap-guangzhou",
+                "10.0.1.23",
+                json!({"IP": "10.0.1.23 unreachable"}),
+            )
         },
     },
     EventTemplate {
         name: "cvm:PingUnreachable:recovered",
         label: "云服务器 - ping 不可达（已恢复）",
         description: "A CVM instance answers ping again (recovered)",
-        event: || cvm("PingUnreachable", "0", "ins-5k3e9x2q", "ap-guangzhou", "10.0.1.23", json!({"IP": "10.0.1.23 reachable"})),
+        event: || {
+            cvm(
+                "PingUnreachable",
+                "0",
+                "ins-5k3e9x2q",
+                "ap-guangzhou",
+                "10.0.1.23",
+                json!({"IP": "10.0.1.23 reachable"}),
+            )
+        },
     },
     EventTemplate {
         name: "cvm:GuestCoreError",
         label: "云服务器 - 内核故障",
         description: "Kernel fatal error on a CVM instance",
-        event: || cvm("GuestCoreError", "1", "ins-7p2m4n8r", "ap-beijing", "10.0.2.7", json!({"kernel": "BUG: unable to handle kernel NULL pointer dereference"})),
+        event: || {
+            cvm(
+                "GuestCoreError",
+                "1",
+                "ins-7p2m4n8r",
+                "ap-beijing",
+                "10.0.2.7",
+                json!({"kernel": "BUG: unable to handle kernel NULL pointer dereference"}),
+            )
+        },
     },
     EventTemplate {
         name: "cvm:GuestOom",
         label: "云服务器 - 内存 OOM",
         description: "Out-of-memory on a CVM instance",
-        event: || cvm("GuestOom", "1", "ins-q9w8e7r6", "ap-shanghai", "10.0.0.45", json!({"process": "java", "pid": 2817})),
+        event: || {
+            cvm("GuestOom", "1", "ins-q9w8e7r6", "ap-shanghai", "10.0.0.45", json!({"process": "java", "pid": 2817}))
+        },
     },
     EventTemplate {
         name: "cvm:DiskReadonly",
         label: "云服务器 - 磁盘只读",
         description: "A CVM instance's disk became read-only (firing)",
-        event: || cvm("DiskReadonly", "1", "ins-z1x2c3v4", "ap-chengdu", "10.0.3.9", json!({"device": "/dev/vdb", "mountpoint": "/data"})),
+        event: || {
+            cvm(
+                "DiskReadonly",
+                "1",
+                "ins-z1x2c3v4",
+                "ap-chengdu",
+                "10.0.3.9",
+                json!({"device": "/dev/vdb", "mountpoint": "/data"}),
+            )
+        },
     },
     EventTemplate {
         name: "clb:RsPortStatusChange",

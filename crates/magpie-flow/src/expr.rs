@@ -60,8 +60,14 @@ impl std::fmt::Debug for Expr {
     }
 }
 
-static GLOBALS: LazyLock<Globals> =
-    LazyLock::new(|| Globals::extended_by(&[LibraryExtension::StructType, LibraryExtension::Json, LibraryExtension::Map, LibraryExtension::Filter]));
+static GLOBALS: LazyLock<Globals> = LazyLock::new(|| {
+    Globals::extended_by(&[
+        LibraryExtension::StructType,
+        LibraryExtension::Json,
+        LibraryExtension::Map,
+        LibraryExtension::Filter,
+    ])
+});
 
 static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
     let mut env = minijinja::Environment::new();
@@ -82,13 +88,18 @@ impl Expr {
                     .map_err(|e| ExprError { path: path.to_string(), reason: format!("template: {e}") })?;
                 Ok(Expr::Template(Arc::from(s.as_str())))
             }
-            Value::Object(o) => Ok(Expr::Object(
-                o.iter()
-                    .map(|(k, v)| Ok((k.clone(), Expr::compile(v, &format!("{path}.{k}"))?)))
-                    .collect::<Result<_, ExprError>>()?,
-            )),
+            Value::Object(o) => {
+                Ok(Expr::Object(
+                    o.iter()
+                        .map(|(k, v)| Ok((k.clone(), Expr::compile(v, &format!("{path}.{k}"))?)))
+                        .collect::<Result<_, ExprError>>()?,
+                ))
+            }
             Value::Array(a) => Ok(Expr::Array(
-                a.iter().enumerate().map(|(i, v)| Expr::compile(v, &format!("{path}[{i}]"))).collect::<Result<_, _>>()?,
+                a.iter()
+                    .enumerate()
+                    .map(|(i, v)| Expr::compile(v, &format!("{path}[{i}]")))
+                    .collect::<Result<_, _>>()?,
             )),
             other => Ok(Expr::Literal(other.clone())),
         }
@@ -143,7 +154,8 @@ fn dedent(code: &str) -> String {
 
 fn compile_python(code: &str, path: &str) -> Result<Expr, ExprError> {
     let err = |reason: String| ExprError { path: path.to_string(), reason };
-    let ast = AstModule::parse("dw_process", dedent(code), &Dialect::Extended).map_err(|e| err(format!("python: {e}")))?;
+    let ast =
+        AstModule::parse("dw_process", dedent(code), &Dialect::Extended).map_err(|e| err(format!("python: {e}")))?;
     let frozen = Module::with_temp_heap(|module| -> Result<_, String> {
         {
             let mut eval = Evaluator::new(&module);
@@ -219,7 +231,10 @@ mod tests {
     use tests_support::SEED_WECOM;
 
     fn msg() -> Message {
-        let mut m = Message::new("e1", json!({"subject": "ins-1", "region": "ap-guangzhou", "type": "cvm:ErrorEvent:GuestReboot"}));
+        let mut m = Message::new(
+            "e1",
+            json!({"subject": "ins-1", "region": "ap-guangzhou", "type": "cvm:ErrorEvent:GuestReboot"}),
+        );
         m.vars.insert("body".into(), m.payload.clone());
         m
     }
@@ -227,7 +242,6 @@ mod tests {
     fn eval(src: &str) -> Result<Value, String> {
         Expr::compile(&json!(src), "x").map_err(|e| e.to_string())?.eval(&msg())
     }
-
 
     #[test]
     fn the_seed_expression_runs_as_written() {
@@ -245,7 +259,10 @@ mod tests {
         assert_eq!(eval("def dw_process(msg):\n    return msg.id").unwrap(), "e1");
         assert_eq!(eval("def dw_process(msg):\n    return msg.error").unwrap(), Value::Null);
         assert_eq!(eval("def dw_process(msg):\n    return msg.vars.get('nope', 'dflt')").unwrap(), "dflt");
-        assert_eq!(eval("def dw_process(msg):\n    return {'n': len(msg.payload['subject'])}").unwrap(), json!({"n": 5}));
+        assert_eq!(
+            eval("def dw_process(msg):\n    return {'n': len(msg.payload['subject'])}").unwrap(),
+            json!({"n": 5})
+        );
     }
 
     #[test]
@@ -256,7 +273,8 @@ mod tests {
         assert!(err.to_string().starts_with("steps[0].value: python:"), "{err}");
         let err = Expr::compile(&json!("def other(msg):\n  return 1\n# def dw_process"), "p").unwrap_err();
         assert!(err.reason.contains("must define dw_process"), "{err}");
-        let err = eval("def dw_process(msg):\n    x = 0\n    for i in range(100000000):\n        x += i\n    return x").unwrap_err();
+        let err = eval("def dw_process(msg):\n    x = 0\n    for i in range(100000000):\n        x += i\n    return x")
+            .unwrap_err();
         assert!(err.contains("python"), "{err}");
     }
 

@@ -275,7 +275,13 @@ impl<'e, E: Effects> Runner<'e, E> {
 
     async fn emit(&self, ordinal: u32, step: &Step, status: &str, detail: Value) {
         if !self.resume.recorded.contains(&ordinal) {
-            let rec = StepRecord { ordinal, path: step.path.clone(), kind: step.kind.to_string(), status: status.into(), detail };
+            let rec = StepRecord {
+                ordinal,
+                path: step.path.clone(),
+                kind: step.kind.to_string(),
+                status: status.into(),
+                detail,
+            };
             self.effects.record(rec).await;
         }
     }
@@ -347,7 +353,8 @@ impl<'e, E: Effects> Runner<'e, E> {
                     None => otherwise,
                 };
                 let r = self.steps(body, msg).await;
-                let detail = json!({"branch": chosen.map(|i| format!("when[{i}]")).unwrap_or_else(|| "otherwise".into())});
+                let detail =
+                    json!({"branch": chosen.map(|i| format!("when[{i}]")).unwrap_or_else(|| "otherwise".into())});
                 r.map(|()| detail)
             }
             Op::Try { steps, catches } => match self.steps(steps, msg).await {
@@ -362,7 +369,8 @@ impl<'e, E: Effects> Runner<'e, E> {
                             }
                             match r {
                                 Ok(()) => {
-                                    self.emit(ordinal, step, "caught", json!({"catch": i, "error": err.to_json()})).await;
+                                    self.emit(ordinal, step, "caught", json!({"catch": i, "error": err.to_json()}))
+                                        .await;
                                     return Ok(());
                                 }
                                 Err(e) => Err(e),
@@ -427,10 +435,17 @@ impl<'e, E: Effects> Runner<'e, E> {
             }
         };
         let attempt = self.resume.attempts.get(&ordinal).copied().unwrap_or(0) + 1;
-        let req = SendRequest { ordinal, path: step.path.clone(), attempt, connection: connection.to_string(), message };
+        let req =
+            SendRequest { ordinal, path: step.path.clone(), attempt, connection: connection.to_string(), message };
         match self.effects.send(req).await {
             SendResult::Delivered => {
-                self.emit(ordinal, step, "ok", json!({"connection": connection, "delivered": true, "attempts": attempt})).await;
+                self.emit(
+                    ordinal,
+                    step,
+                    "ok",
+                    json!({"connection": connection, "delivered": true, "attempts": attempt}),
+                )
+                .await;
                 Ok(())
             }
             SendResult::Failed { error_type, retry, retry_after, message } => {
@@ -442,9 +457,18 @@ impl<'e, E: Effects> Runner<'e, E> {
                 };
                 if attempt < allowed {
                     let delay = backoff(policy, attempt, retry_after, &msg.id, ordinal);
-                    return Err(Interrupt::Suspend { retry_at_ms: self.effects.now_ms() + delay.as_millis() as i64, last_error: error });
+                    return Err(Interrupt::Suspend {
+                        retry_at_ms: self.effects.now_ms() + delay.as_millis() as i64,
+                        last_error: error,
+                    });
                 }
-                self.emit(ordinal, step, "error", json!({"connection": connection, "attempts": attempt, "error": error.to_json()})).await;
+                self.emit(
+                    ordinal,
+                    step,
+                    "error",
+                    json!({"connection": connection, "attempts": attempt, "error": error.to_json()}),
+                )
+                .await;
                 Err(Interrupt::Error(error))
             }
         }

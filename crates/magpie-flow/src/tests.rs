@@ -73,7 +73,10 @@ steps:
 }
 
 fn event() -> Message {
-    Message::new("ev-1", json!({"subject": "ins-abcd1234", "region": "ap-shanghai", "type": "cvm:ErrorEvent:GuestReboot"}))
+    Message::new(
+        "ev-1",
+        json!({"subject": "ins-abcd1234", "region": "ap-shanghai", "type": "cvm:ErrorEvent:GuestReboot"}),
+    )
 }
 
 fn rate_limited() -> SendResult {
@@ -97,7 +100,10 @@ async fn the_seed_flow_sends_the_seed_message() {
     assert!(content.contains("> 实例 ID:<font color=\"comment\">ins-abcd1234</font>"), "{content}");
     assert!(fx.logs.lock().unwrap().is_empty());
     let kinds: Vec<_> = fx.records.lock().unwrap().iter().map(|r| (r.kind.clone(), r.status.clone())).collect();
-    assert_eq!(kinds, [("set-variable".into(), "ok".into()), ("robot".into(), "ok".into()), ("try".into(), "ok".into())]);
+    assert_eq!(
+        kinds,
+        [("set-variable".into(), "ok".into()), ("robot".into(), "ok".into()), ("try".into(), "ok".into())]
+    );
 }
 
 #[tokio::test]
@@ -181,12 +187,23 @@ steps:
 
 #[test]
 fn backoff_grows_with_jitter_and_caps() {
-    let p = magpie_core::config::RetryPolicy { attempts: 5, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(10) };
+    let p = magpie_core::config::RetryPolicy {
+        attempts: 5,
+        backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(10),
+    };
     let b1 = backoff(&p, 1, None, "x", 0);
     let b3 = backoff(&p, 3, None, "x", 0);
     assert!(b1 >= Duration::from_millis(500) && b1 <= Duration::from_secs(1), "{b1:?}");
     assert!(b3 >= Duration::from_secs(2) && b3 <= Duration::from_secs(4), "{b3:?}");
-    assert_eq!(backoff(&p, 30, None, "x", 0).max(Duration::from_secs(5)), backoff(&p, 30, None, "x", 0).max(Duration::from_secs(5)));
+    assert_eq!(
+        backoff(&p, 30, None, "x", 0).max(Duration::from_secs(5)),
+        backoff(&p, 30, None, "x", 0).max(Duration::from_secs(5))
+    );
     assert!(backoff(&p, 30, None, "x", 0) <= Duration::from_secs(10));
-    assert_eq!(backoff(&p, 1, Some(Duration::from_secs(60)), "x", 0), Duration::from_secs(10), "hint capped by max_backoff");
+    assert_eq!(
+        backoff(&p, 1, Some(Duration::from_secs(60)), "x", 0),
+        Duration::from_secs(10),
+        "hint capped by max_backoff"
+    );
 }

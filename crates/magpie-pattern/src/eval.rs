@@ -69,7 +69,11 @@ fn value_matches(leaf: &Leaf, v: &Value) -> bool {
     match leaf {
         Leaf::Exact(s) => scalar_eq(s, v),
         Leaf::Prefix { value, ignore_case } => v.as_str().is_some_and(|s| {
-            if *ignore_case { s.to_lowercase().starts_with(&value.to_lowercase()) } else { s.starts_with(value.as_str()) }
+            if *ignore_case {
+                s.to_lowercase().starts_with(&value.to_lowercase())
+            } else {
+                s.starts_with(value.as_str())
+            }
         }),
         Leaf::Suffix { value, ignore_case } => v.as_str().is_some_and(|s| {
             if *ignore_case { s.to_lowercase().ends_with(&value.to_lowercase()) } else { s.ends_with(value.as_str()) }
@@ -78,7 +82,9 @@ fn value_matches(leaf: &Leaf, v: &Value) -> bool {
         Leaf::Wildcard(w) => v.as_str().is_some_and(|s| w.matches(s)),
         Leaf::AnythingBut(ab) => anything_but(ab, v),
         Leaf::Numeric(range) => v.as_f64().is_some_and(|x| range.contains(x)),
-        Leaf::Cidr(net) => v.as_str().and_then(|s| s.parse::<std::net::IpAddr>().ok()).is_some_and(|ip| net.contains(&ip)),
+        Leaf::Cidr(net) => {
+            v.as_str().and_then(|s| s.parse::<std::net::IpAddr>().ok()).is_some_and(|ip| net.contains(&ip))
+        }
         Leaf::Contain(parts) => v.as_str().is_some_and(|s| parts.iter().all(|p| s.contains(p.as_str()))),
         Leaf::Exists(_) | Leaf::Array(_) => false,
     }

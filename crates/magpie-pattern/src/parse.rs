@@ -127,7 +127,10 @@ impl Parser {
     fn count(&mut self, at: &str) -> Result<(), PatternError> {
         self.operands += 1;
         if self.operands > self.limits.max_operands {
-            return Err(PatternError::new(at, format!("the pattern has more than {} values and operators", self.limits.max_operands)));
+            return Err(PatternError::new(
+                at,
+                format!("the pattern has more than {} values and operators", self.limits.max_operands),
+            ));
         }
         Ok(())
     }
@@ -180,7 +183,11 @@ impl Parser {
                 if s.is_empty() {
                     return Err(PatternError::new(at, format!("{op} cannot be empty")));
                 }
-                Ok(if op == "prefix" { Leaf::Prefix { value: s, ignore_case: ci } } else { Leaf::Suffix { value: s, ignore_case: ci } })
+                Ok(if op == "prefix" {
+                    Leaf::Prefix { value: s, ignore_case: ci }
+                } else {
+                    Leaf::Suffix { value: s, ignore_case: ci }
+                })
             }
             "equals-ignore-case" => Ok(Leaf::EqualsIgnoreCase(self.string(v, &at, "equals-ignore-case")?)),
             "wildcard" => Ok(Leaf::Wildcard(self.wildcard(v, &at)?)),
@@ -199,7 +206,12 @@ impl Parser {
                         .enumerate()
                         .map(|(i, s)| self.string(s, &format!("{at}[{i}]"), op))
                         .collect::<Result<_, _>>()?,
-                    _ => return Err(PatternError::new(at, format!("{op} takes a string or a non-empty list of strings"))),
+                    _ => {
+                        return Err(PatternError::new(
+                            at,
+                            format!("{op} takes a string or a non-empty list of strings"),
+                        ));
+                    }
                 };
                 if list.iter().any(String::is_empty) {
                     return Err(PatternError::new(at, format!("{op} cannot be empty")));
@@ -259,7 +271,10 @@ impl Parser {
         match v {
             Value::Object(o) => {
                 if o.len() != 1 {
-                    return Err(PatternError::new(at, "anything-but takes one of prefix, suffix, wildcard or equals-ignore-case"));
+                    return Err(PatternError::new(
+                        at,
+                        "anything-but takes one of prefix, suffix, wildcard or equals-ignore-case",
+                    ));
                 }
                 let Some((op, inner)) = o.iter().next() else {
                     return Err(PatternError::new(at, "anything-but cannot be empty"));
@@ -289,7 +304,9 @@ impl Parser {
                     }
                     other => Err(PatternError::new(
                         inner_at,
-                        format!("unknown operator {other:?} inside anything-but (use prefix, suffix, wildcard or equals-ignore-case)"),
+                        format!(
+                            "unknown operator {other:?} inside anything-but (use prefix, suffix, wildcard or equals-ignore-case)"
+                        ),
                     )),
                 }
             }
@@ -311,7 +328,10 @@ impl Parser {
                 Ok(AnythingBut::Values(values))
             }
             Value::String(_) | Value::Number(_) => Ok(AnythingBut::Values(vec![self.scalar(v, at)?])),
-            _ => Err(PatternError::new(at, "anything-but takes a string, a number, a list of them, or an operator object")),
+            _ => Err(PatternError::new(
+                at,
+                "anything-but takes a string, a number, a list of them, or an operator object",
+            )),
         }
     }
 }
@@ -326,7 +346,10 @@ fn numeric(v: &Value, at: &str) -> Result<NumericRange, PatternError> {
         _ => return Err(PatternError::new(at, "numeric takes a list such as [\">\", 0, \"<=\", 5]")),
     };
     if items.len() != 2 && items.len() != 4 {
-        return Err(PatternError::new(at, "numeric takes one or two comparisons, e.g. [\">=\", 0] or [\">\", 0, \"<\", 5]"));
+        return Err(PatternError::new(
+            at,
+            "numeric takes one or two comparisons, e.g. [\">=\", 0] or [\">\", 0, \"<\", 5]",
+        ));
     }
     let mut parts = Vec::new();
     for (i, pair) in items.chunks(2).enumerate() {
@@ -358,7 +381,10 @@ fn numeric(v: &Value, at: &str) -> Result<NumericRange, PatternError> {
                 return Err(PatternError::new(at, "\"=\" cannot be combined with another comparison"));
             }
             if !op1.starts_with('>') || !op2.starts_with('<') {
-                return Err(PatternError::new(at, "with two comparisons, give the lower bound (> or >=) first, then the upper (< or <=)"));
+                return Err(PatternError::new(
+                    at,
+                    "with two comparisons, give the lower bound (> or >=) first, then the upper (< or <=)",
+                ));
             }
             set_bound(&mut range, op1, *n1, at)?;
             set_bound(&mut range, op2, *n2, at)?;

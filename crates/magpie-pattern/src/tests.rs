@@ -35,8 +35,15 @@ fn exact_values_and_bare_scalars() {
 fn nesting_and_arrays() {
     check(
         json!({"data": {"dimensions": {"ip": ["10.0.0.12"]}}}),
-        &[json!({"data": {"dimensions": {"ip": "10.0.0.12"}}}), json!({"data": {"dimensions": {"ip": ["1.1.1.1", "10.0.0.12"]}}})],
-        &[json!({"data": {"dimensions": {}}}), json!({"data": "x"}), json!({"data": {"dimensions": {"ip": "10.0.0.13"}}})],
+        &[
+            json!({"data": {"dimensions": {"ip": "10.0.0.12"}}}),
+            json!({"data": {"dimensions": {"ip": ["1.1.1.1", "10.0.0.12"]}}}),
+        ],
+        &[
+            json!({"data": {"dimensions": {}}}),
+            json!({"data": "x"}),
+            json!({"data": {"dimensions": {"ip": "10.0.0.13"}}}),
+        ],
     );
     // Fields of one array element are matched together.
     check(
@@ -49,15 +56,47 @@ fn nesting_and_arrays() {
 
 #[test]
 fn string_operators() {
-    check(json!({"type": [{"prefix": "cvm:ErrorEvent:"}]}), &[json!({"type": "cvm:ErrorEvent:GuestOom"})], &[json!({"type": "clb:ErrorEvent:VipBlockInfo"}), json!({"type": 5})]);
-    check(json!({"subject": [{"suffix": "-prod"}]}), &[json!({"subject": "ins-web-prod"})], &[json!({"subject": "ins-web-dev"})]);
-    check(json!({"region": [{"equals-ignore-case": "AP-Shanghai"}]}), &[json!({"region": "ap-shanghai"})], &[json!({"region": "ap-beijing"})]);
-    check(json!({"type": [{"prefix": {"equals-ignore-case": "CVM:"}}]}), &[json!({"type": "cvm:ErrorEvent:x"})], &[json!({"type": "clb:x"})]);
-    check(json!({"s": [{"suffix": {"equals-ignore-case": "oN"}}]}), &[json!({"s": "MASON"})], &[json!({"s": "MASONS"})]);
-    check(json!({"subject": [{"wildcard": "ins-*-prod"}]}), &[json!({"subject": "ins-web-prod"})], &[json!({"subject": "ins-web-dev"})]);
+    check(
+        json!({"type": [{"prefix": "cvm:ErrorEvent:"}]}),
+        &[json!({"type": "cvm:ErrorEvent:GuestOom"})],
+        &[json!({"type": "clb:ErrorEvent:VipBlockInfo"}), json!({"type": 5})],
+    );
+    check(
+        json!({"subject": [{"suffix": "-prod"}]}),
+        &[json!({"subject": "ins-web-prod"})],
+        &[json!({"subject": "ins-web-dev"})],
+    );
+    check(
+        json!({"region": [{"equals-ignore-case": "AP-Shanghai"}]}),
+        &[json!({"region": "ap-shanghai"})],
+        &[json!({"region": "ap-beijing"})],
+    );
+    check(
+        json!({"type": [{"prefix": {"equals-ignore-case": "CVM:"}}]}),
+        &[json!({"type": "cvm:ErrorEvent:x"})],
+        &[json!({"type": "clb:x"})],
+    );
+    check(
+        json!({"s": [{"suffix": {"equals-ignore-case": "oN"}}]}),
+        &[json!({"s": "MASON"})],
+        &[json!({"s": "MASONS"})],
+    );
+    check(
+        json!({"subject": [{"wildcard": "ins-*-prod"}]}),
+        &[json!({"subject": "ins-web-prod"})],
+        &[json!({"subject": "ins-web-dev"})],
+    );
     check(json!({"m": [{"contain": "timeout"}]}), &[json!({"m": "read timeout"})], &[json!({"m": "ok"})]);
-    check(json!({"m": [{"contains": ["topic-1", "appid"]}]}), &[json!({"m": "appid/topic-1"})], &[json!({"m": "topic-1"})]);
-    check(json!({"t": [{"prefix": "pre"}, {"suffix": "suf"}]}), &[json!({"t": "prefix"}), json!({"t": "a-suf"})], &[json!({"t": "mid"})]);
+    check(
+        json!({"m": [{"contains": ["topic-1", "appid"]}]}),
+        &[json!({"m": "appid/topic-1"})],
+        &[json!({"m": "topic-1"})],
+    );
+    check(
+        json!({"t": [{"prefix": "pre"}, {"suffix": "suf"}]}),
+        &[json!({"t": "prefix"}), json!({"t": "a-suf"})],
+        &[json!({"t": "mid"})],
+    );
 }
 
 #[test]
@@ -69,20 +108,44 @@ fn anything_but() {
     );
     check(json!({"s": [{"anything-but": "test1"}]}), &[json!({"s": "test2"})], &[json!({"s": "test1"})]);
     check(json!({"n": [{"anything-but": [1, 2]}]}), &[json!({"n": 3})], &[json!({"n": 2.0})]);
-    check(json!({"type": [{"anything-but": {"prefix": "cvm:"}}]}), &[json!({"type": "clb:x"})], &[json!({"type": "cvm:x"})]);
+    check(
+        json!({"type": [{"anything-but": {"prefix": "cvm:"}}]}),
+        &[json!({"type": "clb:x"})],
+        &[json!({"type": "cvm:x"})],
+    );
     check(json!({"t": [{"anything-but": {"suffix": "ULTON"}}]}), &[json!({"t": "MASON"})], &[json!({"t": "FULTON"})]);
-    check(json!({"t": [{"anything-but": {"wildcard": "143*"}}]}), &[json!({"t": "1530022"})], &[json!({"t": "1430022"})]);
-    check(json!({"t": [{"anything-but": {"equals-ignore-case": ["Fulton"]}}]}), &[json!({"t": "MASON"})], &[json!({"t": "FULTON"})]);
+    check(
+        json!({"t": [{"anything-but": {"wildcard": "143*"}}]}),
+        &[json!({"t": "1530022"})],
+        &[json!({"t": "1430022"})],
+    );
+    check(
+        json!({"t": [{"anything-but": {"equals-ignore-case": ["Fulton"]}}]}),
+        &[json!({"t": "MASON"})],
+        &[json!({"t": "FULTON"})],
+    );
 }
 
 #[test]
 fn numeric_cidr_exists() {
-    check(json!({"d": {"cpu": [{"numeric": [">", 90, "<=", 100]}]}}), &[json!({"d": {"cpu": 95}}), json!({"d": {"cpu": 100}})], &[json!({"d": {"cpu": 90}}), json!({"d": {"cpu": "95"}})]);
+    check(
+        json!({"d": {"cpu": [{"numeric": [">", 90, "<=", 100]}]}}),
+        &[json!({"d": {"cpu": 95}}), json!({"d": {"cpu": 100}})],
+        &[json!({"d": {"cpu": 90}}), json!({"d": {"cpu": "95"}})],
+    );
     check(json!({"x": [{"numeric": ["=", -122.5]}]}), &[json!({"x": -122.5})], &[json!({"x": -122.4})]);
     check(json!({"scope": [{"numeric": [">", 0, "<", 100]}]}), &[json!({"scope": 99.9})], &[json!({"scope": 100})]);
-    check(json!({"ip": [{"cidr": "10.0.0.0/8"}]}), &[json!({"ip": "10.1.2.3"})], &[json!({"ip": "192.168.1.1"}), json!({"ip": "nope"})]);
+    check(
+        json!({"ip": [{"cidr": "10.0.0.0/8"}]}),
+        &[json!({"ip": "10.1.2.3"})],
+        &[json!({"ip": "192.168.1.1"}), json!({"ip": "nope"})],
+    );
     check(json!({"ip": [{"cidr": "2001:db8::/32"}]}), &[json!({"ip": "2001:db8::1"})], &[json!({"ip": "2001:db9::1"})]);
-    check(json!({"d": {"error": [{"exists": true}]}}), &[json!({"d": {"error": "x"}}), json!({"d": {"error": null}})], &[json!({"d": {}}), json!({})]);
+    check(
+        json!({"d": {"error": [{"exists": true}]}}),
+        &[json!({"d": {"error": "x"}}), json!({"d": {"error": null}})],
+        &[json!({"d": {}}), json!({})],
+    );
     check(json!({"d": {"error": [{"exists": false}]}}), &[json!({"d": {}}), json!({})], &[json!({"d": {"error": 1}})]);
 }
 
@@ -100,7 +163,9 @@ fn or_and_array_operator() {
     );
     check(
         json!({"source": "dts.cloud.tencent", "data": {"cols": [{"array": "{\"name\":\"id\",\"originalType\":\"int(11)\"}"}]}}),
-        &[json!({"source": "dts.cloud.tencent", "data": {"cols": [{"name": "time"}, {"name": "id", "originalType": "int(11)", "isKey": true}]}})],
+        &[
+            json!({"source": "dts.cloud.tencent", "data": {"cols": [{"name": "time"}, {"name": "id", "originalType": "int(11)", "isKey": true}]}}),
+        ],
         &[json!({"source": "dts.cloud.tencent", "data": {"cols": [{"name": "id", "originalType": "text"}]}})],
     );
 }
@@ -112,16 +177,31 @@ fn refusals_name_the_path_and_reason() {
     refuse(json!({"a": []}), "a: a list of values cannot be empty");
     refuse(json!({"a": {}}), "a: a nested pattern cannot be empty");
     refuse(json!({"a": [{"bogus": 1}]}), "a[0].bogus: unknown operator \"bogus\"");
-    refuse(json!({"data": {"cpu": [{"numeric": [90]}]}}), "data.cpu[0].numeric: numeric takes one or two comparisons, e.g. [\">=\", 0] or [\">\", 0, \"<\", 5]");
-    refuse(json!({"data": {"cpu": [{"numeric": [90, ">"]}]}}), "data.cpu[0].numeric: expected an operator such as \">\" before 90");
-    refuse(json!({"n": [{"numeric": ["<", 5, ">", 1]}]}), "n[0].numeric: with two comparisons, give the lower bound (> or >=) first, then the upper (< or <=)");
+    refuse(
+        json!({"data": {"cpu": [{"numeric": [90]}]}}),
+        "data.cpu[0].numeric: numeric takes one or two comparisons, e.g. [\">=\", 0] or [\">\", 0, \"<\", 5]",
+    );
+    refuse(
+        json!({"data": {"cpu": [{"numeric": [90, ">"]}]}}),
+        "data.cpu[0].numeric: expected an operator such as \">\" before 90",
+    );
+    refuse(
+        json!({"n": [{"numeric": ["<", 5, ">", 1]}]}),
+        "n[0].numeric: with two comparisons, give the lower bound (> or >=) first, then the upper (< or <=)",
+    );
     refuse(json!({"n": [{"numeric": [">", 6e9]}]}), "n[0].numeric: 6000000000 is beyond the supported range of ±5e9");
     refuse(json!({"w": [{"wildcard": "a**b"}]}), "w[0].wildcard: consecutive '*' characters are not allowed");
     refuse(json!({"$or": [{"a": [1]}]}), "$or: $or takes an array of at least two patterns");
     refuse(json!({"ip": [{"cidr": "10.0.0.0/33"}]}), "ip[0].cidr: \"10.0.0.0/33\" is not an IPv4 or IPv6 CIDR block");
-    refuse(json!({"a": [{"prefix": "x", "suffix": "y"}]}), "a[0]: an operator object holds exactly one operator, found prefix, suffix");
+    refuse(
+        json!({"a": [{"prefix": "x", "suffix": "y"}]}),
+        "a[0]: an operator object holds exactly one operator, found prefix, suffix",
+    );
     refuse(json!({"a": [{"exists": "yes"}]}), "a[0].exists: exists takes true or false");
-    refuse(json!({"a": [{"array": "{nope"}]}), "a[0].array: the array operand is not valid JSON: key must be a string at line 1 column 2");
+    refuse(
+        json!({"a": [{"array": "{nope"}]}),
+        "a[0].array: the array operand is not valid JSON: key must be a string at line 1 column 2",
+    );
 }
 
 #[test]

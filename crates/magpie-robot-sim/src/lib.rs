@@ -123,7 +123,9 @@ pub fn token_of(platform: Platform, webhook: &str) -> Option<String> {
     match platform {
         Platform::Wecom => url.1.get("key").cloned(),
         Platform::Dingtalk => url.1.get("access_token").cloned(),
-        Platform::Feishu | Platform::Lark => url.0.rsplit_once("/hook/").map(|(_, t)| t.to_string()).filter(|t| !t.is_empty()),
+        Platform::Feishu | Platform::Lark => {
+            url.0.rsplit_once("/hook/").map(|(_, t)| t.to_string()).filter(|t| !t.is_empty())
+        }
     }
 }
 
@@ -280,7 +282,9 @@ async fn list_robots(State(sim): State<Arc<Simulator>>) -> Json<Value> {
     let robots: Vec<Value> = sim
         .robots()
         .into_iter()
-        .map(|r| json!({"platform": r.platform, "token": r.token, "signed": r.secret.is_some(), "keywords": r.keywords}))
+        .map(
+            |r| json!({"platform": r.platform, "token": r.token, "signed": r.secret.is_some(), "keywords": r.keywords}),
+        )
         .collect();
     Json(Value::Array(robots))
 }
@@ -309,7 +313,10 @@ async fn add_faults(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response 
             if sim.script(f.platform, &f.token, &f.answers) {
                 StatusCode::NO_CONTENT.into_response()
             } else {
-                (StatusCode::NOT_FOUND, Json(json!({"error": format!("no {} robot with that token", f.platform.as_str())})))
+                (
+                    StatusCode::NOT_FOUND,
+                    Json(json!({"error": format!("no {} robot with that token", f.platform.as_str())})),
+                )
                     .into_response()
             }
         }
@@ -323,7 +330,16 @@ fn query_map(raw: &Option<String>) -> HashMap<String, String> {
 
 async fn wecom(State(sim): State<Arc<Simulator>>, method: Method, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let query = query_map(&q);
-    platforms::handle(&sim, Platform::Wecom, query.get("key").cloned().unwrap_or_default(), method, q.unwrap_or_default(), &query, body).await
+    platforms::handle(
+        &sim,
+        Platform::Wecom,
+        query.get("key").cloned().unwrap_or_default(),
+        method,
+        q.unwrap_or_default(),
+        &query,
+        body,
+    )
+    .await
 }
 
 async fn dingtalk(State(sim): State<Arc<Simulator>>, method: Method, RawQuery(q): RawQuery, body: Bytes) -> Response {

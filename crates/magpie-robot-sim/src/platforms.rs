@@ -22,7 +22,10 @@ const ONE_HOUR_MS: i64 = 3_600_000;
 struct Refusal(StatusCode, Value);
 
 fn wecom_err(code: i64, msg: &str) -> Refusal {
-    let msg = format!("{msg}, hint: [{}], from ip: 127.0.0.1, more info at https://open.work.weixin.qq.com/devtool/query?e={code}", magpie_core::now_ms());
+    let msg = format!(
+        "{msg}, hint: [{}], from ip: 127.0.0.1, more info at https://open.work.weixin.qq.com/devtool/query?e={code}",
+        magpie_core::now_ms()
+    );
     Refusal(StatusCode::OK, json!({"errcode": code, "errmsg": msg}))
 }
 
@@ -176,7 +179,10 @@ fn wecom(body: &[u8]) -> Result<(String, Value), Refusal> {
                 return Err(wecom_err(44004, &format!("{msgtype} content empty")));
             }
             if content.len() > WECOM_MARKDOWN_MAX {
-                return Err(wecom_err(40058, &format!("{msgtype}.content exceed max length 4096. Invalid input invalid Request Parameter")));
+                return Err(wecom_err(
+                    40058,
+                    &format!("{msgtype}.content exceed max length 4096. Invalid input invalid Request Parameter"),
+                ));
             }
         }
         "image" | "news" | "file" | "voice" | "template_card" => {
@@ -199,10 +205,16 @@ fn dingtalk(robot: &Robot, query: &HashMap<String, String>, body: &[u8]) -> Resu
         };
         let Ok(ts_ms) = ts.parse::<i64>() else { return Err(ding_err(310000, "invalid timestamp")) };
         if (magpie_core::now_ms() - ts_ms).abs() > ONE_HOUR_MS {
-            return Err(ding_err(310000, "description:机器人发送签名过期;solution:签名生成时间和发送时间请保持在 timestampms 以内;"));
+            return Err(ding_err(
+                310000,
+                "description:机器人发送签名过期;solution:签名生成时间和发送时间请保持在 timestampms 以内;",
+            ));
         }
         if !constant_time_eq(sign, &dingtalk_sign(secret, ts_ms)) {
-            return Err(ding_err(310000, "sign not match, more: [https://ding-doc.dingtalk.com/doc#/serverapi2/qf2nxq]"));
+            return Err(ding_err(
+                310000,
+                "sign not match, more: [https://ding-doc.dingtalk.com/doc#/serverapi2/qf2nxq]",
+            ));
         }
     }
     if body.len() > DINGTALK_BODY_MAX {
@@ -245,7 +257,10 @@ fn dingtalk(robot: &Robot, query: &HashMap<String, String>, body: &[u8]) -> Resu
         _ => return Err(ding_err(400105, "不支持的消息类型")),
     };
     if !robot.keywords.is_empty() && !robot.keywords.iter().any(|k| searchable.contains(k.as_str())) {
-        return Err(ding_err(310000, "keywords not in content, more: [https://ding-doc.dingtalk.com/doc#/serverapi2/qf2nxq]"));
+        return Err(ding_err(
+            310000,
+            "keywords not in content, more: [https://ding-doc.dingtalk.com/doc#/serverapi2/qf2nxq]",
+        ));
     }
     Ok((msgtype, Value::Object(o)))
 }
@@ -257,14 +272,18 @@ fn feishu(robot: &Robot, body: &[u8]) -> Result<(String, Value), Refusal> {
     }
     let o = parse(p, body)?;
     if let Some(secret) = &robot.secret {
-        let fail = || feishu_err(StatusCode::OK, 19021, "sign match fail or timestamp is not within one hour from current time");
+        let fail = || {
+            feishu_err(StatusCode::OK, 19021, "sign match fail or timestamp is not within one hour from current time")
+        };
         let ts = match o.get("timestamp") {
             Some(Value::String(s)) => s.parse::<i64>().map_err(|_| fail())?,
             Some(Value::Number(n)) => n.as_i64().ok_or_else(fail)?,
             _ => return Err(fail()),
         };
         let sign = o.get("sign").and_then(Value::as_str).ok_or_else(fail)?;
-        if (magpie_core::now_ms() / 1000 - ts).abs() > ONE_HOUR_MS / 1000 || !constant_time_eq(sign, &feishu_sign(secret, ts)) {
+        if (magpie_core::now_ms() / 1000 - ts).abs() > ONE_HOUR_MS / 1000
+            || !constant_time_eq(sign, &feishu_sign(secret, ts))
+        {
             return Err(fail());
         }
     }

@@ -12,8 +12,18 @@ use crate::{Fault, Robot, Simulator, app};
 fn sim() -> Arc<Simulator> {
     let s = Simulator::new();
     s.register(Robot { platform: Platform::Wecom, token: "wk".into(), secret: None, keywords: vec![] });
-    s.register(Robot { platform: Platform::Dingtalk, token: "dt".into(), secret: Some("SECabc".into()), keywords: vec!["告警".into()] });
-    s.register(Robot { platform: Platform::Feishu, token: "fs".into(), secret: Some("fsecret".into()), keywords: vec![] });
+    s.register(Robot {
+        platform: Platform::Dingtalk,
+        token: "dt".into(),
+        secret: Some("SECabc".into()),
+        keywords: vec!["告警".into()],
+    });
+    s.register(Robot {
+        platform: Platform::Feishu,
+        token: "fs".into(),
+        secret: Some("fsecret".into()),
+        keywords: vec![],
+    });
     s
 }
 
@@ -28,11 +38,18 @@ async fn post(sim: &Arc<Simulator>, uri: &str, body: Value) -> (StatusCode, Valu
 #[tokio::test]
 async fn wecom_rules() {
     let s = sim();
-    let (st, b) = post(&s, "/cgi-bin/webhook/send?key=wk", json!({"msgtype": "markdown", "markdown": {"content": "hi"}})).await;
+    let (st, b) =
+        post(&s, "/cgi-bin/webhook/send?key=wk", json!({"msgtype": "markdown", "markdown": {"content": "hi"}})).await;
     assert_eq!((st, b["errcode"].as_i64()), (StatusCode::OK, Some(0)));
-    let (_, b) = post(&s, "/cgi-bin/webhook/send?key=nope", json!({"msgtype": "text", "text": {"content": "hi"}})).await;
+    let (_, b) =
+        post(&s, "/cgi-bin/webhook/send?key=nope", json!({"msgtype": "text", "text": {"content": "hi"}})).await;
     assert_eq!(b["errcode"], 93000);
-    let (st, b) = post(&s, "/cgi-bin/webhook/send?key=wk", json!({"msgtype": "markdown", "markdown": {"content": "x".repeat(4097)}})).await;
+    let (st, b) = post(
+        &s,
+        "/cgi-bin/webhook/send?key=wk",
+        json!({"msgtype": "markdown", "markdown": {"content": "x".repeat(4097)}}),
+    )
+    .await;
     assert_eq!((st, b["errcode"].as_i64()), (StatusCode::OK, Some(40058)), "HTTP 200 with an error code");
     let (_, b) = post(&s, "/cgi-bin/webhook/send?key=wk", json!({"msgtype": "bogus"})).await;
     assert_eq!(b["errcode"], 40008);
@@ -44,13 +61,16 @@ async fn wecom_rules() {
 async fn wecom_rate_limit_is_20_per_minute() {
     let s = sim();
     for i in 0..17 {
-        let (_, b) = post(&s, "/cgi-bin/webhook/send?key=wk", json!({"msgtype": "text", "text": {"content": format!("{i}")}})).await;
+        let (_, b) =
+            post(&s, "/cgi-bin/webhook/send?key=wk", json!({"msgtype": "text", "text": {"content": format!("{i}")}}))
+                .await;
         assert_eq!(b["errcode"], 0, "message {i}");
     }
     // 20 sends fit in the minute: three of these five pass, the last two are refused.
     let mut refused = 0;
     for _ in 0..5 {
-        let (_, b) = post(&s, "/cgi-bin/webhook/send?key=wk", json!({"msgtype": "text", "text": {"content": "x"}})).await;
+        let (_, b) =
+            post(&s, "/cgi-bin/webhook/send?key=wk", json!({"msgtype": "text", "text": {"content": "x"}})).await;
         if b["errcode"] == 45009 {
             refused += 1;
         }
@@ -62,7 +82,9 @@ async fn wecom_rate_limit_is_20_per_minute() {
 async fn dingtalk_signature_window_and_keywords() {
     let s = sim();
     let now = magpie_core::now_ms();
-    let good = |ts: i64| format!("/robot/send?access_token=dt&timestamp={ts}&sign={}", url_encode(&dingtalk_sign("SECabc", ts)));
+    let good = |ts: i64| {
+        format!("/robot/send?access_token=dt&timestamp={ts}&sign={}", url_encode(&dingtalk_sign("SECabc", ts)))
+    };
     let msg = json!({"msgtype": "markdown", "markdown": {"title": "告警", "text": "CVM 重启"}});
     let (_, b) = post(&s, &good(now), msg.clone()).await;
     assert_eq!(b["errcode"], 0, "{b}");
@@ -81,7 +103,10 @@ async fn dingtalk_signature_window_and_keywords() {
     let (_, b) = post(&s, "/robot/send?access_token=dt", msg.clone()).await;
     assert_eq!(b["errcode"], 310000);
     let (_, b) = post(&s, &good(now), json!({"msgtype": "text", "text": {"content": "no keyword"}})).await;
-    assert_eq!((b["errcode"].as_i64(), b["errmsg"].as_str().map(|m| m.starts_with("keywords not in content"))), (Some(310000), Some(true)));
+    assert_eq!(
+        (b["errcode"].as_i64(), b["errmsg"].as_str().map(|m| m.starts_with("keywords not in content"))),
+        (Some(310000), Some(true))
+    );
     let (_, b) = post(&s, "/robot/send?access_token=zz", msg).await;
     assert_eq!(b["errcode"], 300005);
     let (_, b) = post(&s, "/robot/send", json!({})).await;
@@ -92,17 +117,25 @@ async fn dingtalk_signature_window_and_keywords() {
 async fn feishu_signature_in_the_body() {
     let s = sim();
     let ts = magpie_core::now_ms() / 1000;
-    let body = |ts: i64, sign: String| json!({"timestamp": ts.to_string(), "sign": sign, "msg_type": "post",
-        "content": {"post": {"zh_cn": {"title": "告警", "content": [[{"tag": "text", "text": "x"}]]}}}});
+    let body = |ts: i64, sign: String| {
+        json!({"timestamp": ts.to_string(), "sign": sign, "msg_type": "post",
+        "content": {"post": {"zh_cn": {"title": "告警", "content": [[{"tag": "text", "text": "x"}]]}}}})
+    };
     let (st, b) = post(&s, "/open-apis/bot/v2/hook/fs", body(ts, feishu_sign("fsecret", ts))).await;
     assert_eq!((st, b["code"].as_i64()), (StatusCode::OK, Some(0)), "{b}");
     let (_, b) = post(&s, "/open-apis/bot/v2/hook/fs", body(ts, feishu_sign("wrong", ts))).await;
     assert_eq!(b["code"], 19021);
     let (_, b) = post(&s, "/open-apis/bot/v2/hook/fs", body(ts - 7200, feishu_sign("fsecret", ts - 7200))).await;
     assert_eq!(b["code"], 19021);
-    let (st, b) = post(&s, "/open-apis/bot/v2/hook/fs", json!({"timestamp": ts.to_string(), "sign": feishu_sign("fsecret", ts), "msg_type": "post", "content": {}})).await;
+    let (st, b) = post(
+        &s,
+        "/open-apis/bot/v2/hook/fs",
+        json!({"timestamp": ts.to_string(), "sign": feishu_sign("fsecret", ts), "msg_type": "post", "content": {}}),
+    )
+    .await;
     assert_eq!((st, b["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(9499)));
-    let (_, b) = post(&s, "/open-apis/bot/v2/hook/unknown", json!({"msg_type": "text", "content": {"text": "x"}})).await;
+    let (_, b) =
+        post(&s, "/open-apis/bot/v2/hook/unknown", json!({"msg_type": "text", "content": {"text": "x"}})).await;
     assert_eq!(b["code"], 19001);
 }
 

@@ -55,7 +55,11 @@ pub fn app(state: Arc<AppState>) -> Router {
 
 async fn auth(State(state): S, req: Request, next: Next) -> Response {
     if let Some(token) = &state.token {
-        let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
         if !given.is_some_and(|g| magpie_connectors::signing::constant_time_eq(g.trim(), token)) {
             return ApiError::unauthorized().into_response();
         }
@@ -76,13 +80,15 @@ async fn metrics(State(state): S) -> Response {
 
 /// Parses a JSON body into `T`, naming the faulty field.
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     magpie_core::config::from_value(v).map_err(ApiError::config)
 }
 
 /// A body for `PUT /…/{name}`: the name may be omitted, and must match the path if given.
 fn named_body(bytes: &[u8], fields: &[(&str, &str)]) -> Result<Value, ApiError> {
-    let mut v: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let mut v: Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     let Some(obj) = v.as_object_mut() else { return Err(ApiError::bad_request("the body must be a JSON object")) };
     for (field, want) in fields {
         match obj.get(*field) {
@@ -91,7 +97,10 @@ fn named_body(bytes: &[u8], fields: &[(&str, &str)]) -> Result<Value, ApiError> 
             }
             Some(Value::String(s)) if s == want => {}
             Some(other) => {
-                return Err(ApiError::config(ConfigError::new(*field, format!("{other} does not match the path's {want:?}"))));
+                return Err(ApiError::config(ConfigError::new(
+                    *field,
+                    format!("{other} does not match the path's {want:?}"),
+                )));
             }
         }
     }
@@ -125,7 +134,8 @@ async fn create_bus(State(state): S, bytes: Bytes) -> ApiResult {
 }
 
 async fn put_bus(State(state): S, Path(bus): Path<String>, bytes: Bytes) -> ApiResult {
-    let b: BusSpec = magpie_core::config::from_value(named_body(&bytes, &[("name", &bus)])?).map_err(ApiError::config)?;
+    let b: BusSpec =
+        magpie_core::config::from_value(named_body(&bytes, &[("name", &bus)])?).map_err(ApiError::config)?;
     apply_doc(&state, ConfigDocument { buses: vec![b.clone()], ..Default::default() }, vec![]).await?;
     Ok(Json(b).into_response())
 }
@@ -158,13 +168,17 @@ async fn list_rules(State(state): S, Path(bus): Path<String>) -> ApiResult {
 
 async fn get_rule(State(state): S, Path((bus, rule)): Path<(String, String)>) -> ApiResult {
     let rt = state.runtime.get();
-    let r = rt.rules.get(&bus).and_then(|m| m.get(&rule)).ok_or_else(|| ApiError::not_found(format!("no rule {rule:?} on bus {bus:?}")))?;
+    let r = rt
+        .rules
+        .get(&bus)
+        .and_then(|m| m.get(&rule))
+        .ok_or_else(|| ApiError::not_found(format!("no rule {rule:?} on bus {bus:?}")))?;
     Ok(Json(r.clone()).into_response())
 }
 
 async fn put_rule(State(state): S, Path((bus, rule)): Path<(String, String)>, bytes: Bytes) -> ApiResult {
-    let r: RuleSpec =
-        magpie_core::config::from_value(named_body(&bytes, &[("name", &rule), ("bus", &bus)])?).map_err(ApiError::config)?;
+    let r: RuleSpec = magpie_core::config::from_value(named_body(&bytes, &[("name", &rule), ("bus", &bus)])?)
+        .map_err(ApiError::config)?;
     if !state.runtime.get().buses.contains_key(&bus) {
         return Err(ApiError::not_found(format!("no bus {bus:?}")));
     }
@@ -193,7 +207,8 @@ async fn get_flow(State(state): S, Path(flow): Path<String>) -> ApiResult {
 }
 
 async fn put_flow(State(state): S, Path(flow): Path<String>, bytes: Bytes) -> ApiResult {
-    let f: FlowSpec = magpie_core::config::from_value(named_body(&bytes, &[("name", &flow)])?).map_err(ApiError::config)?;
+    let f: FlowSpec =
+        magpie_core::config::from_value(named_body(&bytes, &[("name", &flow)])?).map_err(ApiError::config)?;
     apply_doc(&state, ConfigDocument { flows: vec![f.clone()], ..Default::default() }, vec![]).await?;
     Ok(Json(f).into_response())
 }
@@ -258,11 +273,8 @@ async fn get_config(State(state): S) -> Json<Value> {
 async fn apply(State(state): S, headers: HeaderMap, bytes: Bytes) -> ApiResult {
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
     let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
-    let mut doc: ConfigDocument = if is_json {
-        body(&bytes)?
-    } else {
-        magpie_core::config::parse_yaml(text).map_err(ApiError::config)?
-    };
+    let mut doc: ConfigDocument =
+        if is_json { body(&bytes)? } else { magpie_core::config::parse_yaml(text).map_err(ApiError::config)? };
     for c in &mut doc.connections {
         keep_redacted_secrets(&state, c);
     }
@@ -282,7 +294,11 @@ async fn put_events(State(state): S, Path(bus): Path<String>, headers: HeaderMap
     }
     let (entries, batch) = ingest::entries(&headers, &bytes)?;
     if entries.len() > ingest::MAX_ENTRIES {
-        return Err(ApiError::too_large(format!("{} entries; at most {} per request", entries.len(), ingest::MAX_ENTRIES)));
+        return Err(ApiError::too_large(format!(
+            "{} entries; at most {} per request",
+            entries.len(),
+            ingest::MAX_ENTRIES
+        )));
     }
     if entries.is_empty() {
         return Err(ApiError::bad_request("entries: at least one event is needed"));
@@ -342,7 +358,8 @@ async fn templates() -> Json<Vec<Value>> {
 // ---- patterns ----------------------------------------------------------------------------
 
 async fn test_pattern(bytes: Bytes) -> ApiResult {
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     let pattern = v.get("pattern").ok_or_else(|| ApiError::config(ConfigError::new("pattern", "required")))?;
     let event = v.get("event").ok_or_else(|| ApiError::config(ConfigError::new("event", "required")))?;
     let p = Pattern::parse(pattern).map_err(|e| {

@@ -12,15 +12,13 @@ pub const MAX_ENTRIES: usize = 1_000;
 /// The entries of a request, and whether it was a batch (batches always answer 200 with
 /// per-entry results; a single invalid event answers 400).
 pub fn entries(headers: &HeaderMap, body: &[u8]) -> Result<(Vec<Value>, bool), ApiError> {
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_ascii_lowercase();
+    let content_type =
+        headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_ascii_lowercase();
     if headers.contains_key("ce-specversion") {
         return Ok((vec![binary_event(headers, &content_type, body)?], false));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     if content_type.starts_with("application/cloudevents-batch+json") {
         return match value {
             Value::Array(items) => Ok((items, true)),
@@ -52,7 +50,15 @@ fn from_tencent(v: Value) -> Value {
         return Value::Object(o);
     }
     let mut e = Map::new();
-    for (from, to) in [("Id", "id"), ("Source", "source"), ("Type", "type"), ("Subject", "subject"), ("Time", "time"), ("Region", "region"), ("Status", "status")] {
+    for (from, to) in [
+        ("Id", "id"),
+        ("Source", "source"),
+        ("Type", "type"),
+        ("Subject", "subject"),
+        ("Time", "time"),
+        ("Region", "region"),
+        ("Status", "status"),
+    ] {
         if let Some(v) = o.get(from) {
             e.insert(to.into(), v.clone());
         }
@@ -84,13 +90,18 @@ fn binary_event(headers: &HeaderMap, content_type: &str, body: &[u8]) -> Result<
             let v = percent_decode(v);
             let attr = attr.to_ascii_lowercase();
             // Tencent's time is a millisecond number; keep it a number when it is one.
-            let v = if attr == "time" { v.parse::<i64>().map(Value::from).unwrap_or(Value::String(v)) } else { Value::String(v) };
+            let v = if attr == "time" {
+                v.parse::<i64>().map(Value::from).unwrap_or(Value::String(v))
+            } else {
+                Value::String(v)
+            };
             e.insert(attr, v);
         }
     }
     if !body.is_empty() {
         let data = if content_type.contains("json") {
-            serde_json::from_slice(body).map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))?
+            serde_json::from_slice(body)
+                .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))?
         } else {
             Value::String(String::from_utf8_lossy(body).into_owned())
         };
@@ -122,12 +133,19 @@ mod tests {
         assert_eq!((e.len(), batch), (1, false));
         let (e, batch) = entries(&headers(&[]), br#"{"entries":[{"source":"a"},{"source":"b"}]}"#).unwrap();
         assert_eq!((e.len(), batch), (2, true));
-        let (e, _) = entries(&headers(&[("content-type", "application/cloudevents-batch+json")]), br#"[{"source":"a"}]"#).unwrap();
+        let (e, _) =
+            entries(&headers(&[("content-type", "application/cloudevents-batch+json")]), br#"[{"source":"a"}]"#)
+                .unwrap();
         assert_eq!(e.len(), 1);
         let (e, _) = entries(&headers(&[]), br#"{"EventList":[{"Source":"myapp","Data":"{\"k\":1}","TagList":[{"Key":"env","Value":"prod"}],"Time":1700000000000}]}"#).unwrap();
-        assert_eq!(e[0], json!({"source": "myapp", "time": 1700000000000i64, "data": {"k": 1}, "datacontenttype": "application/json;charset=utf-8", "tags": {"env": "prod"}}));
+        assert_eq!(
+            e[0],
+            json!({"source": "myapp", "time": 1700000000000i64, "data": {"k": 1}, "datacontenttype": "application/json;charset=utf-8", "tags": {"env": "prod"}})
+        );
         assert!(entries(&headers(&[]), b"{nope").is_err());
-        assert!(entries(&headers(&[("content-type", "application/cloudevents-batch+json")]), br#"{"source":"a"}"#).is_err());
+        assert!(
+            entries(&headers(&[("content-type", "application/cloudevents-batch+json")]), br#"{"source":"a"}"#).is_err()
+        );
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                     let mut jobs = Vec::new();
                     for rule in &matched {
                         if let Some(spec) = rt.rules.get(&e.bus).and_then(|r| r.get(rule)) {
-                            jobs.extend(spec.targets.iter().map(|t| NewJob { rule: rule.clone(), flow: t.flow.clone() }));
+                            jobs.extend(
+                                spec.targets.iter().map(|t| NewJob { rule: rule.clone(), flow: t.flow.clone() }),
+                            );
                         }
                     }
                     tracing::debug!(event_id = %e.id, bus = %e.bus, rules = ?matched, "routed");

@@ -42,7 +42,12 @@ impl Runtime {
     /// The whole configuration as one document.
     pub fn document(&self) -> ConfigDocument {
         ConfigDocument {
-            buses: self.buses.values().filter(|b| b.name != DEFAULT_BUS || !b.description.is_empty()).cloned().collect(),
+            buses: self
+                .buses
+                .values()
+                .filter(|b| b.name != DEFAULT_BUS || !b.description.is_empty())
+                .cloned()
+                .collect(),
             connections: self.connections.values().cloned().collect(),
             flows: self.flows.values().map(|(s, _)| s.clone()).collect(),
             rules: self.rules.values().flat_map(|m| m.values().cloned()).collect(),
@@ -79,7 +84,9 @@ async fn load_document(store: &dyn Store) -> Result<ConfigDocument, ApiError> {
     fn parse<T: serde::de::DeserializeOwned>(items: Vec<(String, Value)>) -> Result<Vec<T>, ApiError> {
         items
             .into_iter()
-            .map(|(k, v)| magpie_core::config::from_value(v).map_err(|e| ApiError::internal(format!("stored object {k}: {e}"))))
+            .map(|(k, v)| {
+                magpie_core::config::from_value(v).map_err(|e| ApiError::internal(format!("stored object {k}: {e}")))
+            })
             .collect()
     }
     Ok(ConfigDocument {
@@ -93,7 +100,10 @@ async fn load_document(store: &dyn Store) -> Result<ConfigDocument, ApiError> {
 /// Compiles a whole document (already validated for references).
 fn compile(doc: &ConfigDocument) -> Result<Runtime, ConfigError> {
     let mut rt = Runtime::default();
-    rt.buses.insert(DEFAULT_BUS.into(), BusSpec { name: DEFAULT_BUS.into(), description: "云服务事件集: cloud-service events".into() });
+    rt.buses.insert(
+        DEFAULT_BUS.into(),
+        BusSpec { name: DEFAULT_BUS.into(), description: "云服务事件集: cloud-service events".into() },
+    );
     for b in &doc.buses {
         rt.buses.insert(b.name.clone(), b.clone());
     }
@@ -167,7 +177,8 @@ pub async fn apply(
     }
     // The merged whole must still hold together (e.g. a deleted flow no rule targets).
     merged.validate(&KnownNames::default()).map_err(|e| ApiError::conflict(e.to_string()))?;
-    let rt = compile(&merged).map_err(|e| ApiError::internal(format!("the merged configuration does not compile: {e}")))?;
+    let rt =
+        compile(&merged).map_err(|e| ApiError::internal(format!("the merged configuration does not compile: {e}")))?;
     for (kind, key) in deletes {
         changes.push(ConfigChange::Delete { kind, key });
     }
@@ -216,8 +227,13 @@ pub fn rule_key(bus: &str, rule: &str) -> String {
 }
 
 /// Every `${ENV}` reference of a connection must be resolvable now.
-pub fn check_secrets(c: &ConnectionSpec, at: &str, env: &(dyn Fn(&str) -> Option<String> + Send + Sync)) -> Result<(), ApiError> {
-    magpie_core::env::resolve(&c.webhook, env).map_err(|r| ApiError::config(ConfigError::new(format!("{at}.webhook"), r)))?;
+pub fn check_secrets(
+    c: &ConnectionSpec,
+    at: &str,
+    env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+) -> Result<(), ApiError> {
+    magpie_core::env::resolve(&c.webhook, env)
+        .map_err(|r| ApiError::config(ConfigError::new(format!("{at}.webhook"), r)))?;
     if let Some(s) = &c.secret {
         magpie_core::env::resolve(s, env).map_err(|r| ApiError::config(ConfigError::new(format!("{at}.secret"), r)))?;
     }

@@ -87,7 +87,8 @@ async fn run_job(state: &AppState, job: Job) {
         }
         Ok((rt, msg, cp)) => {
             let Some((_, flow)) = rt.flows.get(&job.flow) else {
-                return finish(state, &job, JobEnd::Failed { error: format!("flow {:?} no longer exists", job.flow) }).await;
+                return finish(state, &job, JobEnd::Failed { error: format!("flow {:?} no longer exists", job.flow) })
+                    .await;
             };
             let flow = flow.clone();
             let effects = JobEffects { state, job: &job, rt: rt.clone() };
@@ -155,7 +156,12 @@ struct JobEffects<'a> {
 
 impl JobEffects<'_> {
     fn config_failure(&self, req: &SendRequest, reason: String) -> SendResult {
-        SendResult::Failed { error_type: ErrorType::new("FLOW", "CONFIG"), retry: Retry::No, retry_after: None, message: format!("connection {:?}: {reason}", req.connection) }
+        SendResult::Failed {
+            error_type: ErrorType::new("FLOW", "CONFIG"),
+            retry: Retry::No,
+            retry_after: None,
+            message: format!("connection {:?}: {reason}", req.connection),
+        }
     }
 }
 
@@ -194,7 +200,12 @@ impl Effects for JobEffects<'_> {
         let http = match build_request(&dest, &req.message, started_at) {
             Ok(h) => h,
             Err(e) => {
-                let result = SendResult::Failed { error_type: ErrorType::new(ns, "BAD_REQUEST"), retry: Retry::No, retry_after: None, message: e.to_string() };
+                let result = SendResult::Failed {
+                    error_type: ErrorType::new(ns, "BAD_REQUEST"),
+                    retry: Retry::No,
+                    retry_after: None,
+                    message: e.to_string(),
+                };
                 return self.record_attempt(row, result).await;
             }
         };
@@ -213,7 +224,12 @@ impl Effects for JobEffects<'_> {
         let result = match sent {
             Err(e) => {
                 let f = transport_failure(e.is_timeout(), &without_url(&e));
-                SendResult::Failed { error_type: ErrorType::new(ns, f.kind), retry: f.retry, retry_after: None, message: f.message }
+                SendResult::Failed {
+                    error_type: ErrorType::new(ns, f.kind),
+                    retry: f.retry,
+                    retry_after: None,
+                    message: f.message,
+                }
             }
             Ok(resp) => {
                 let status = resp.status().as_u16();
@@ -244,7 +260,14 @@ impl Effects for JobEffects<'_> {
     }
 
     async fn record(&self, rec: StepRecord) {
-        let row = StepRow { ordinal: rec.ordinal, path: rec.path, kind: rec.kind, status: rec.status, detail: rec.detail, at: magpie_core::now_ms() };
+        let row = StepRow {
+            ordinal: rec.ordinal,
+            path: rec.path,
+            kind: rec.kind,
+            status: rec.status,
+            detail: rec.detail,
+            at: magpie_core::now_ms(),
+        };
         if let Err(e) = self.state.store.record_step(self.job.id, row).await {
             tracing::error!(job = self.job.id, error = %e, "recording a step failed");
         }

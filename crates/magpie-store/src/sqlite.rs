@@ -106,7 +106,8 @@ impl SqliteStore {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(format!("creating {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Database(format!("creating {}: {e}", dir.display())))?;
         }
         let mut conn = Connection::open(path).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
@@ -126,7 +127,10 @@ impl SqliteStore {
         Ok(SqliteStore { tx })
     }
 
-    async fn call<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static) -> Result<T> {
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Box::new(move |conn| {
@@ -161,7 +165,14 @@ fn journal_of(conn: &Connection, job_id: i64) -> Result<Journal> {
         .map_err(db)?;
     let steps = stmt
         .query_map([job_id], |r| {
-            Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, i64>(5)?))
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
         })
         .map_err(db)?
         .map(|r| {
@@ -234,7 +245,9 @@ impl Store for SqliteStore {
         let key = key.to_string();
         self.call(move |conn| {
             let body: Option<String> = conn
-                .query_row("SELECT body FROM objects WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key], |r| r.get(0))
+                .query_row("SELECT body FROM objects WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(db)?;
             body.map(|b| parse_json(&b)).transpose()
@@ -244,7 +257,8 @@ impl Store for SqliteStore {
 
     async fn list_objects(&self, kind: Kind) -> Result<Vec<(String, Value)>> {
         self.call(move |conn| {
-            let mut stmt = conn.prepare_cached("SELECT key, body FROM objects WHERE kind = ?1 ORDER BY key").map_err(db)?;
+            let mut stmt =
+                conn.prepare_cached("SELECT key, body FROM objects WHERE kind = ?1 ORDER BY key").map_err(db)?;
             let rows = stmt
                 .query_map([kind.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
                 .map_err(db)?;
@@ -291,7 +305,9 @@ impl Store for SqliteStore {
                 .map_err(db)?
                 .unwrap_or(0);
             let mut stmt = conn
-                .prepare_cached("SELECT seq, bus, id, body, received_at FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+                .prepare_cached(
+                    "SELECT seq, bus, id, body, received_at FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )
                 .map_err(db)?;
             let rows = stmt.query_map(params![cursor, limit as i64], read_event).map_err(db)?;
             rows.map(|r| to_event(r.map_err(db)?)).collect()
@@ -364,7 +380,8 @@ impl Store for SqliteStore {
 
     async fn release_leases(&self) -> Result<usize> {
         self.call(|conn| {
-            conn.execute("UPDATE jobs SET status = 'pending', lease_until = NULL WHERE status = 'running'", []).map_err(db)
+            conn.execute("UPDATE jobs SET status = 'pending', lease_until = NULL WHERE status = 'running'", [])
+                .map_err(db)
         })
         .await
     }
@@ -527,7 +544,11 @@ mod tests {
             let events = s.unrouted_events(10).await.unwrap();
             assert_eq!(events.len(), 2);
             let routed = vec![
-                Routed { seq: 1, matched: vec!["r1".into()], jobs: vec![NewJob { rule: "r1".into(), flow: "f1".into() }] },
+                Routed {
+                    seq: 1,
+                    matched: vec!["r1".into()],
+                    jobs: vec![NewJob { rule: "r1".into(), flow: "f1".into() }],
+                },
                 Routed { seq: 2, matched: vec![], jobs: vec![] },
             ];
             assert_eq!(s.commit_routing(routed, 100).await.unwrap(), 1);
@@ -544,7 +565,19 @@ mod tests {
         assert_eq!(s.next_due().await.unwrap(), Some(5_000));
         assert!(s.claim_jobs(4_999, 30_000, 10).await.unwrap().is_empty());
         let jobs = s.claim_jobs(5_000, 30_000, 10).await.unwrap();
-        s.record_step(jobs[0].id, StepRow { ordinal: 0, path: "steps[0]".into(), kind: "logger".into(), status: "ok".into(), detail: json!({}), at: 1 }).await.unwrap();
+        s.record_step(
+            jobs[0].id,
+            StepRow {
+                ordinal: 0,
+                path: "steps[0]".into(),
+                kind: "logger".into(),
+                status: "ok".into(),
+                detail: json!({}),
+                at: 1,
+            },
+        )
+        .await
+        .unwrap();
         s.end_job(jobs[0].id, JobEnd::Done, 5_001).await.unwrap();
         let t = s.trace("a").await.unwrap().unwrap();
         assert_eq!(t.rules_matched, ["r1"]);

@@ -38,7 +38,12 @@ impl Client {
     }
 
     /// Sends a request and returns the status with the body, whatever the status.
-    pub async fn call_raw(&self, method: Method, path: &str, body: Option<(&str, Vec<u8>)>) -> Result<(u16, Value), Exit> {
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<(u16, Value), Exit> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.token {
@@ -48,11 +53,18 @@ impl Client {
             req = req.header("content-type", ct).body(bytes);
         }
         let resp = req.send().await.map_err(|e| {
-            Exit(1, anyhow!("cannot reach Magpie at {}: {e} (is `magpie serve` running? set --server or MAGPIE_SERVER)", self.base))
+            Exit(
+                1,
+                anyhow!(
+                    "cannot reach Magpie at {}: {e} (is `magpie serve` running? set --server or MAGPIE_SERVER)",
+                    self.base
+                ),
+            )
         })?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| Exit(1, anyhow!("reading the answer: {e}")))?;
-        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Ok((status, v))
     }
 }

@@ -49,7 +49,11 @@ fn print_results(answer: &Value) -> u8 {
                 println!("accepted {}{dup}", id.as_str().unwrap_or_default());
             }
             (_, Some(code)) => {
-                println!("refused  {}: {}", code.as_str().unwrap_or_default(), e["error_message"].as_str().unwrap_or_default())
+                println!(
+                    "refused  {}: {}",
+                    code.as_str().unwrap_or_default(),
+                    e["error_message"].as_str().unwrap_or_default()
+                )
             }
             _ => {}
         }
@@ -62,7 +66,11 @@ fn print_results(answer: &Value) -> u8 {
 pub async fn put(client: &Client, bus: &str, file: &str) -> Result<u8, Exit> {
     let body = events_body(&read_input(file)?)?;
     let (status, answer) = client
-        .call_raw(Method::POST, &format!("/v1/buses/{bus}/events"), Some(("application/json", body.to_string().into_bytes())))
+        .call_raw(
+            Method::POST,
+            &format!("/v1/buses/{bus}/events"),
+            Some(("application/json", body.to_string().into_bytes())),
+        )
         .await?;
     if answer.get("entries").is_some() {
         let code = print_results(&answer);
@@ -98,7 +106,11 @@ pub async fn send_template(client: &Client, name: &str, bus: &str) -> Result<u8,
     let id = uuid::Uuid::new_v4().to_string();
     let event = t.instantiate(&id, magpie_core::now_ms());
     let answer = client
-        .call(Method::POST, &format!("/v1/buses/{bus}/events"), Some(("application/json", event.to_string().into_bytes())))
+        .call(
+            Method::POST,
+            &format!("/v1/buses/{bus}/events"),
+            Some(("application/json", event.to_string().into_bytes())),
+        )
         .await?;
     let code = print_results(&answer);
     if code == 0 {

@@ -82,7 +82,11 @@ impl Offline {
             message,
         };
         let Some(conn) = self.connections.get(&req.connection) else {
-            println!("    would send via {:?} (not defined here): {}", req.connection, json!({"kind": req.message.kind, "title": req.message.title, "content": req.message.content}));
+            println!(
+                "    would send via {:?} (not defined here): {}",
+                req.connection,
+                json!({"kind": req.message.kind, "title": req.message.title, "content": req.message.content})
+            );
             return SendResult::Delivered;
         };
         let env = |k: &str| std::env::var(k).ok();
@@ -90,11 +94,16 @@ impl Offline {
         let (webhook, secret) = if self.send {
             match (resolve(&conn.webhook), conn.secret.as_deref().map(resolve).transpose()) {
                 (Ok(w), Ok(s)) => (w, s),
-                (Err(r), _) | (_, Err(r)) => return fail("FLOW", "CONFIG", Retry::No, format!("connection {:?}: {r}", conn.name)),
+                (Err(r), _) | (_, Err(r)) => {
+                    return fail("FLOW", "CONFIG", Retry::No, format!("connection {:?}: {r}", conn.name));
+                }
             }
         } else {
             // A dry run needs no real secrets: unresolved references are shown as they are.
-            (resolve(&conn.webhook).unwrap_or_else(|_| conn.webhook.clone()), conn.secret.as_deref().map(|s| resolve(s).unwrap_or_else(|_| s.to_string())))
+            (
+                resolve(&conn.webhook).unwrap_or_else(|_| conn.webhook.clone()),
+                conn.secret.as_deref().map(|s| resolve(s).unwrap_or_else(|_| s.to_string())),
+            )
         };
         let ns = conn.platform.error_namespace();
         let dest = Destination { platform: conn.platform, webhook, secret, keywords: conn.keywords.clone() };
@@ -103,26 +112,49 @@ impl Offline {
             Err(e) => return fail(ns, "BAD_REQUEST", Retry::No, e.to_string()),
         };
         if !self.send {
-            println!("    would POST {}\n    {}", redact_url(&http.url), serde_json::to_string(&http.body).unwrap_or_default());
+            println!(
+                "    would POST {}\n    {}",
+                redact_url(&http.url),
+                serde_json::to_string(&http.body).unwrap_or_default()
+            );
             return SendResult::Delivered;
         }
         println!("    POST {} (attempt {})", redact_url(&http.url), req.attempt);
-        let sent = self.http.post(&http.url).json(&http.body).timeout(conn.timeout.unwrap_or(std::time::Duration::from_secs(10))).send().await;
+        let sent = self
+            .http
+            .post(&http.url)
+            .json(&http.body)
+            .timeout(conn.timeout.unwrap_or(std::time::Duration::from_secs(10)))
+            .send()
+            .await;
         match sent {
             Err(e) => {
                 let f = transport_failure(e.is_timeout(), &e.without_url().to_string());
                 println!("    → {}: {}", f.kind, f.message);
-                SendResult::Failed { error_type: ErrorType::new(ns, f.kind), retry: f.retry, retry_after: None, message: f.message }
+                SendResult::Failed {
+                    error_type: ErrorType::new(ns, f.kind),
+                    retry: f.retry,
+                    retry_after: None,
+                    message: f.message,
+                }
             }
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let headers: Vec<(String, String)> =
-                    resp.headers().iter().filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string()))).collect();
+                let headers: Vec<(String, String)> = resp
+                    .headers()
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+                    .collect();
                 let body = resp.bytes().await.unwrap_or_default();
                 println!("    → HTTP {status} {}", String::from_utf8_lossy(&body));
                 match classify(conn.platform, status, &headers, &body) {
                     Answer::Delivered => SendResult::Delivered,
-                    Answer::Failed(f) => SendResult::Failed { error_type: ErrorType::new(ns, f.kind), retry: f.retry, retry_after: f.retry_after, message: f.message },
+                    Answer::Failed(f) => SendResult::Failed {
+                        error_type: ErrorType::new(ns, f.kind),
+                        retry: f.retry,
+                        retry_after: f.retry_after,
+                        message: f.message,
+                    },
                 }
             }
         }
@@ -139,20 +171,31 @@ fn load_doc(path: &PathBuf) -> Result<(Value, String), Exit> {
 pub async fn run(args: RunArgs) -> Result<u8, Exit> {
     let (v, text) = load_doc(&args.file)?;
     let at = |e: magpie_core::ConfigError| invalid(anyhow!("{}: {e}", args.file.display()));
-    let (spec, mut connections): (FlowSpec, Vec<ConnectionSpec>) = if v.get("flows").is_some() || v.get("connections").is_some() {
-        let doc = ConfigDocument::from_yaml(&text).map_err(at)?;
-        let spec = match &args.flow {
-            Some(name) => doc.flows.iter().find(|f| &f.name == name).cloned().ok_or_else(|| invalid(anyhow!("no flow {name:?} in {}", args.file.display())))?,
-            None if doc.flows.len() == 1 => doc.flows[0].clone(),
-            None => {
-                let names: Vec<&str> = doc.flows.iter().map(|f| f.name.as_str()).collect();
-                return Err(invalid(anyhow!("{} holds {} flows; choose one with --flow ({})", args.file.display(), names.len(), names.join(", "))));
-            }
+    let (spec, mut connections): (FlowSpec, Vec<ConnectionSpec>) =
+        if v.get("flows").is_some() || v.get("connections").is_some() {
+            let doc = ConfigDocument::from_yaml(&text).map_err(at)?;
+            let spec = match &args.flow {
+                Some(name) => doc
+                    .flows
+                    .iter()
+                    .find(|f| &f.name == name)
+                    .cloned()
+                    .ok_or_else(|| invalid(anyhow!("no flow {name:?} in {}", args.file.display())))?,
+                None if doc.flows.len() == 1 => doc.flows[0].clone(),
+                None => {
+                    let names: Vec<&str> = doc.flows.iter().map(|f| f.name.as_str()).collect();
+                    return Err(invalid(anyhow!(
+                        "{} holds {} flows; choose one with --flow ({})",
+                        args.file.display(),
+                        names.len(),
+                        names.join(", ")
+                    )));
+                }
+            };
+            (spec, doc.connections)
+        } else {
+            (magpie_core::config::from_value(v).map_err(at)?, Vec::new())
         };
-        (spec, doc.connections)
-    } else {
-        (magpie_core::config::from_value(v).map_err(at)?, Vec::new())
-    };
     if let Some(cfg) = &args.config {
         let (_, text) = load_doc(cfg)?;
         let doc = ConfigDocument::from_yaml(&text).map_err(|e| invalid(anyhow!("{}: {e}", cfg.display())))?;
@@ -165,8 +208,11 @@ pub async fn run(args: RunArgs) -> Result<u8, Exit> {
     let flow = Flow::compile(&spec).map_err(|e| invalid(anyhow!("{}: {e}", args.file.display())))?;
     let event = match (&args.event, &args.template) {
         (Some(path), _) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display())).map_err(invalid)?;
-            serde_json::from_str::<Value>(&text).map_err(|e| invalid(anyhow!("{}: not valid JSON: {e}", path.display())))?
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))
+                .map_err(invalid)?;
+            serde_json::from_str::<Value>(&text)
+                .map_err(|e| invalid(anyhow!("{}: not valid JSON: {e}", path.display())))?
         }
         (None, Some(name)) => magpie_core::templates::find(name)
             .ok_or_else(|| invalid(anyhow!("no template {name:?}; see `magpie events templates`")))?

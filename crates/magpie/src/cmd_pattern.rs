@@ -12,7 +12,9 @@ use serde_json::{Map, Value};
 use crate::{Exit, invalid};
 
 fn read_json(path: &Path, what: &str) -> Result<Value, Exit> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading the {what} {}", path.display())).map_err(invalid)?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the {what} {}", path.display()))
+        .map_err(invalid)?;
     serde_json::from_str(&text).map_err(|e| invalid(anyhow!("the {what} {} is not valid JSON: {e}", path.display())))
 }
 
@@ -36,7 +38,11 @@ pub fn test(pattern: &Path, event: &Path) -> Result<u8, Exit> {
 /// Opens an events file, decompressing `.gz`.
 pub fn open_events(path: &Path) -> Result<Box<dyn BufRead>, Exit> {
     let f = File::open(path).with_context(|| format!("opening {}", path.display())).map_err(invalid)?;
-    let r: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") { Box::new(flate2::read::MultiGzDecoder::new(f)) } else { Box::new(f) };
+    let r: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(f))
+    } else {
+        Box::new(f)
+    };
     Ok(Box::new(BufReader::with_capacity(1 << 20, r)))
 }
 
@@ -84,6 +90,10 @@ pub fn match_file(rules: &Path, events: &Path) -> Result<u8, Exit> {
     let secs = started.elapsed().as_secs_f64();
     let out: Map<String, Value> = names.into_iter().zip(counts).map(|(k, c)| (k, Value::from(c))).collect();
     println!("{}", Value::Object(out));
-    eprintln!("{n} events in {secs:.3} s: {:.0} events/s{}", n as f64 / secs.max(1e-9), if bad > 0 { format!(" ({bad} lines were not JSON and were skipped)") } else { String::new() });
+    eprintln!(
+        "{n} events in {secs:.3} s: {:.0} events/s{}",
+        n as f64 / secs.max(1e-9),
+        if bad > 0 { format!(" ({bad} lines were not JSON and were skipped)") } else { String::new() }
+    );
     Ok(0)
 }

@@ -55,7 +55,8 @@ pub struct RobotsArgs {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
@@ -107,13 +108,20 @@ pub fn robots_of(doc: &ConfigDocument) -> Vec<Robot> {
                 Some(s) => Some(magpie_core::env::resolve(s, env).ok()?),
                 None => None,
             };
-            Some(Robot { platform: c.platform, token: token_of(c.platform, &webhook)?, secret, keywords: c.keywords.clone() })
+            Some(Robot {
+                platform: c.platform,
+                token: token_of(c.platform, &webhook)?,
+                secret,
+                keywords: c.keywords.clone(),
+            })
         })
         .collect()
 }
 
 async fn start_simulator(listen: &str, robots: Vec<Robot>) -> Result<(), Exit> {
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding the robot simulator to {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the robot simulator to {listen}"))?;
     let sim = Simulator::new();
     for r in robots {
         sim.register(r);
@@ -133,7 +141,8 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Exit> {
     init_logging();
     let mut config = None;
     if args.demo {
-        let demo = ConfigDocument::from_yaml(DEMO_CONFIG).map_err(|e| anyhow!("the built-in demo configuration: {e}"))?;
+        let demo =
+            ConfigDocument::from_yaml(DEMO_CONFIG).map_err(|e| anyhow!("the built-in demo configuration: {e}"))?;
         start_simulator(&args.robots_listen, robots_of(&demo)).await?;
         config = Some(demo);
     }
@@ -157,7 +166,8 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Exit> {
         magpie_server::ServerError::Config(c) => invalid(anyhow!("{}", c.message)),
         other => Exit(1, other.into()),
     })?;
-    let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "magpie listening");
     if args.demo {
@@ -177,7 +187,8 @@ pub async fn robots(args: RobotsArgs) -> Result<u8, Exit> {
         Some(path) => read_config(path)?,
         None => ConfigDocument::from_yaml(DEMO_CONFIG).map_err(|e| anyhow!("the built-in demo configuration: {e}"))?,
     };
-    let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let sim = Simulator::new();
     for r in robots_of(&doc) {
         sim.register(r);

@@ -38,10 +38,22 @@ pub fn render(t: &Value) -> String {
     let mut out = String::new();
     let ev = &t["event"];
     let body = &ev["body"];
-    let _ = writeln!(out, "event {}  {}  source {}  subject {}", s(&ev["id"]), s(&body["type"]), s(&body["source"]), short(&body["subject"], 60));
-    let matched: Vec<&str> = t["rules_matched"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "event {}  {}  source {}  subject {}",
+        s(&ev["id"]),
+        s(&body["type"]),
+        s(&body["source"]),
+        short(&body["subject"], 60)
+    );
+    let matched: Vec<&str> =
+        t["rules_matched"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let routing = if t["routed"].as_bool() == Some(true) {
-        if matched.is_empty() { "routed, no rule matched".to_string() } else { format!("rules matched: {}", matched.join(", ")) }
+        if matched.is_empty() {
+            "routed, no rule matched".to_string()
+        } else {
+            format!("rules matched: {}", matched.join(", "))
+        }
     } else {
         "not routed yet".to_string()
     };
@@ -51,7 +63,14 @@ pub fn render(t: &Value) -> String {
         if status == "pending" && run["next_attempt_at"].is_number() {
             status = format!("pending, next attempt {}", time(&run["next_attempt_at"]));
         }
-        let _ = writeln!(out, "\nflow run #{}  rule {} → flow {}  [{status}]  runs: {}", run["job_id"], s(&run["rule"]), s(&run["flow"]), run["runs"]);
+        let _ = writeln!(
+            out,
+            "\nflow run #{}  rule {} → flow {}  [{status}]  runs: {}",
+            run["job_id"],
+            s(&run["rule"]),
+            s(&run["flow"]),
+            run["runs"]
+        );
         if let Some(e) = run["last_error"].as_str() {
             let _ = writeln!(out, "  last error: {e}");
         }
@@ -65,7 +84,9 @@ pub fn render(t: &Value) -> String {
                 "logger" => format!("{} [{}] {}", s(&d["level"]), s(&d["category"]), short(&d["message"], 100)),
                 "try" if s(&step["status"]) == "caught" => format!("caught {}", s(&d["error"]["code"])),
                 "robot" if d["delivered"].as_bool() == Some(true) => format!("delivered via {}", s(&d["connection"])),
-                _ if d.get("error").is_some() => format!("{}: {}", s(&d["error"]["code"]), short(&d["error"]["desc"], 120)),
+                _ if d.get("error").is_some() => {
+                    format!("{}: {}", s(&d["error"]["code"]), short(&d["error"]["desc"], 120))
+                }
                 _ => String::new(),
             };
             let _ = writeln!(out, "  [{ord}] {:<40} {:<7} {what}", s(&step["path"]), s(&step["status"]));
@@ -74,7 +95,8 @@ pub fn render(t: &Value) -> String {
             }
         }
         // Attempts of a send whose step has not finished yet (a retry is pending).
-        let recorded: Vec<u64> = run["steps"].as_array().into_iter().flatten().filter_map(|s| s["ordinal"].as_u64()).collect();
+        let recorded: Vec<u64> =
+            run["steps"].as_array().into_iter().flatten().filter_map(|s| s["ordinal"].as_u64()).collect();
         for a in attempts.iter().filter(|a| !a["ordinal"].as_u64().is_some_and(|o| recorded.contains(&o))) {
             let _ = writeln!(out, "  [{}] (send in progress)", a["ordinal"]);
             write_attempt(&mut out, a);

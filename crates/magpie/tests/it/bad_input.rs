@@ -61,12 +61,18 @@ fn bad_input_is_refused_clearly_and_disturbs_nothing() {
     assert_eq!(st, 400, "{v}");
     assert_eq!(v["error"]["path"], "rules[0].pattern.data.cpu[0].numeric");
     assert!(error_message(&v).contains("expected an operator such as \">\" before 90"), "{v}");
-    let (st, v) = http_send("POST", &format!("{url}/v1/patterns/test"), "application/json", json!({"pattern": {"a": []}, "event": {}}).to_string());
+    let (st, v) = http_send(
+        "POST",
+        &format!("{url}/v1/patterns/test"),
+        "application/json",
+        json!({"pattern": {"a": []}, "event": {}}).to_string(),
+    );
     assert_eq!((st, v["error"]["path"].as_str()), (400, Some("pattern.a")));
 
     // An invalid flow in YAML, through `magpie apply`: the field path, exit code 2.
     let bad_flow = dir.path().join("bad-flow.yaml");
-    std::fs::write(&bad_flow, "flows:\n  - name: f2\n    steps:\n      - logger: {message: hi, colour: red}\n").unwrap();
+    std::fs::write(&bad_flow, "flows:\n  - name: f2\n    steps:\n      - logger: {message: hi, colour: red}\n")
+        .unwrap();
     let o = cli(&url, &["apply", "-f", bad_flow.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("flows[0].steps[0].logger.colour"), "{}", stderr(&o));
@@ -82,7 +88,12 @@ fn bad_input_is_refused_clearly_and_disturbs_nothing() {
     );
     assert_eq!(st, 400);
     assert!(v["error"]["path"].as_str().unwrap().starts_with("flows[0].steps[0].set-payload.value"), "{v}");
-    let (st, v) = http_send("PUT", &format!("{url}/v1/flows/f4"), "application/json", json!({"steps": [{"robot": {"connection": "ghost", "content": "x"}}]}).to_string());
+    let (st, v) = http_send(
+        "PUT",
+        &format!("{url}/v1/flows/f4"),
+        "application/json",
+        json!({"steps": [{"robot": {"connection": "ghost", "content": "x"}}]}).to_string(),
+    );
     assert_eq!((st, v["error"]["path"].as_str()), (400, Some("flows[0].steps[0].robot.connection")), "{v}");
 
     // A connection whose secret is an unset environment variable.
@@ -137,7 +148,10 @@ fn pattern_test_exit_codes() {
     std::fs::write(&e, r#"{"source": "cvm.cloud.tencent", "status": "1"}"#).unwrap();
     let run = |pattern: &str| {
         std::fs::write(&p, pattern).unwrap();
-        cli("http://127.0.0.1:1", &["pattern", "test", "--pattern", p.to_str().unwrap(), "--event", e.to_str().unwrap()])
+        cli(
+            "http://127.0.0.1:1",
+            &["pattern", "test", "--pattern", p.to_str().unwrap(), "--event", e.to_str().unwrap()],
+        )
     };
     assert_eq!(run(r#"{"source": ["cvm.cloud.tencent"]}"#).status.code(), Some(0));
     assert_eq!(run(r#"{"status": [{"anything-but": "1"}]}"#).status.code(), Some(1));

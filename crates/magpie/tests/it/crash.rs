@@ -12,7 +12,8 @@ fn acknowledged_events_are_delivered_after_sigkill_and_restart() {
     // The robot is unreachable: events are acknowledged, but cannot be delivered yet.
     let mut server = serve(dir.path(), Some(&cfg), "first");
     let url = server.url();
-    let ids: Vec<String> = ["cvm:GuestReboot", "cvm:GuestOom", "cvm:DiskReadonly"].iter().map(|t| send_template(&url, t)).collect();
+    let ids: Vec<String> =
+        ["cvm:GuestReboot", "cvm:GuestOom", "cvm:DiskReadonly"].iter().map(|t| send_template(&url, t)).collect();
     eventually(20, "a failed delivery attempt", || {
         let t = trace(&url, &ids[0]);
         (t["runs"][0]["attempts"].as_array().is_some_and(|a| !a.is_empty())).then_some(())

@@ -41,9 +41,17 @@ fn every_cvm_template_reaches_the_three_robots_formatted_and_signed() {
 
     let dt_secret = "SEC3b9f6c1e2d4a5b7c8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2";
     for (id, event) in &sent {
-        let (subject, region, typ) = (event["subject"].as_str().unwrap(), event["region"].as_str().unwrap(), event["type"].as_str().unwrap());
+        let (subject, region, typ) =
+            (event["subject"].as_str().unwrap(), event["region"].as_str().unwrap(), event["type"].as_str().unwrap());
         let of = |platform: &str| -> Vec<&Value> {
-            messages.iter().filter(|m| m["platform"] == platform && m["body"].to_string().contains(subject) && m["body"].to_string().contains(typ)).collect()
+            messages
+                .iter()
+                .filter(|m| {
+                    m["platform"] == platform
+                        && m["body"].to_string().contains(subject)
+                        && m["body"].to_string().contains(typ)
+                })
+                .collect()
         };
         // WeCom: the seed's step-6 markdown, font colours included.
         let wecom = of("wecom");
@@ -61,7 +69,8 @@ fn every_cvm_template_reaches_the_three_robots_formatted_and_signed() {
         assert!(md["title"].as_str().unwrap().contains("告警"));
         let text = md["text"].as_str().unwrap();
         assert!(text.contains(subject) && text.contains(region) && text.contains(typ), "{text}");
-        let query: std::collections::HashMap<String, String> = url::form_urlencoded::parse(ding[0]["query"].as_str().unwrap().as_bytes()).into_owned().collect();
+        let query: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(ding[0]["query"].as_str().unwrap().as_bytes()).into_owned().collect();
         let ts: i64 = query["timestamp"].parse().unwrap();
         assert_eq!(query["sign"], dingtalk_sign(dt_secret, ts), "DingTalk signature");
 
@@ -84,13 +93,21 @@ fn every_cvm_template_reaches_the_three_robots_formatted_and_signed() {
     assert_eq!(flows, ["eb-dingtalk", "eb-feishu", "eb-wecom"]);
     for run in t["runs"].as_array().unwrap() {
         assert_eq!(run["status"], "done", "{run}");
-        let kinds: Vec<(&str, &str)> = run["steps"].as_array().unwrap().iter().map(|s| (s["kind"].as_str().unwrap(), s["status"].as_str().unwrap())).collect();
+        let kinds: Vec<(&str, &str)> = run["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["kind"].as_str().unwrap(), s["status"].as_str().unwrap()))
+            .collect();
         assert_eq!(kinds, [("set-variable", "ok"), ("try", "ok"), ("robot", "ok")]);
         let attempts = run["attempts"].as_array().unwrap();
         assert_eq!(attempts.len(), 1);
         assert_eq!(attempts[0]["outcome"], "delivered");
         assert_eq!(attempts[0]["status_code"], 200);
-        assert!(attempts[0]["response"].as_str().unwrap().contains("\"errcode\":0") || attempts[0]["response"].as_str().unwrap().contains("\"code\":0"));
+        assert!(
+            attempts[0]["response"].as_str().unwrap().contains("\"errcode\":0")
+                || attempts[0]["response"].as_str().unwrap().contains("\"code\":0")
+        );
         assert!(!attempts[0]["url"].as_str().unwrap().contains("693a91f6-7b2c"), "secrets are masked in traces");
     }
     // The CLI shows the same.

@@ -76,10 +76,8 @@ fn spawn(args: &[&str], log: &Path, port: u16) -> Proc {
 fn wait_healthy(p: &Proc) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if let Ok(r) = http_get(&format!("{}/healthz", p.url())) {
-            if r.0 == 200 {
-                return;
-            }
+        if http_get(&format!("{}/healthz", p.url())).is_ok_and(|r| r.0 == 200) {
+            return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -103,7 +101,11 @@ pub fn serve(dir: &Path, config: Option<&Path>, name: &str) -> Proc {
 /// Starts `magpie robots` with the robots of a config file.
 pub fn robots(dir: &Path, config: &Path, port: u16) -> Proc {
     let listen = format!("127.0.0.1:{port}");
-    spawn(&["robots", "--listen", &listen, "--config", config.to_str().unwrap_or_default()], &dir.join("robots.log"), port)
+    spawn(
+        &["robots", "--listen", &listen, "--config", config.to_str().unwrap_or_default()],
+        &dir.join("robots.log"),
+        port,
+    )
 }
 
 /// Runs a CLI command against `server`.
@@ -165,7 +167,8 @@ pub fn sim_messages(sim: &Proc) -> Vec<Value> {
 
 /// The demo configuration with its robots moved to the simulator on `port`.
 pub fn demo_config(port: u16) -> String {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo/magpie.yaml")).expect("demo config");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo/magpie.yaml"))
+        .expect("demo config");
     text.replace("127.0.0.1:7481", &format!("127.0.0.1:{port}"))
 }
 

@@ -9,7 +9,10 @@ fn flow_run_prints_steps_and_the_exact_request_without_sending() {
     let sim_port = free_port();
     std::fs::write(&cfg, demo_config(sim_port)).unwrap();
     let sim = robots(dir.path(), &cfg, sim_port);
-    let o = cli("http://127.0.0.1:1", &["flow", "run", cfg.to_str().unwrap(), "--flow", "eb-wecom", "--template", "cvm:GuestReboot"]);
+    let o = cli(
+        "http://127.0.0.1:1",
+        &["flow", "run", cfg.to_str().unwrap(), "--flow", "eb-wecom", "--template", "cvm:GuestReboot"],
+    );
     let out = stdout(&o);
     assert!(o.status.success(), "{out}{}", stderr(&o));
     assert!(out.contains("dry run"), "{out}");
@@ -20,7 +23,10 @@ fn flow_run_prints_steps_and_the_exact_request_without_sending() {
     assert!(sim_messages(&sim).is_empty(), "a dry run sends nothing");
 
     // With --send it really sends, through the same connector code.
-    let o = cli("http://127.0.0.1:1", &["flow", "run", cfg.to_str().unwrap(), "--flow", "eb-dingtalk", "--template", "cvm:GuestOom", "--send"]);
+    let o = cli(
+        "http://127.0.0.1:1",
+        &["flow", "run", cfg.to_str().unwrap(), "--flow", "eb-dingtalk", "--template", "cvm:GuestOom", "--send"],
+    );
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let m = sim_messages(&sim);
     assert_eq!(m.len(), 1);
@@ -37,13 +43,20 @@ fn pattern_match_counts_rules_over_events() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.json");
     let events = dir.path().join("events.jsonl");
-    std::fs::write(&rules, r#"{"cvm": {"source": ["cvm.cloud.tencent"]}, "firing": {"status": ["1"]}, "none": {"source": ["x"]}}"#).unwrap();
+    std::fs::write(
+        &rules,
+        r#"{"cvm": {"source": ["cvm.cloud.tencent"]}, "firing": {"status": ["1"]}, "none": {"source": ["x"]}}"#,
+    )
+    .unwrap();
     std::fs::write(
         &events,
         "{\"source\":\"cvm.cloud.tencent\",\"status\":\"1\"}\n{\"source\":\"cvm.cloud.tencent\",\"status\":\"0\"}\n{\"source\":\"clb.cloud.tencent\",\"status\":\"1\"}\n",
     )
     .unwrap();
-    let o = cli("http://127.0.0.1:1", &["pattern", "match", "--rules", rules.to_str().unwrap(), "--events", events.to_str().unwrap()]);
+    let o = cli(
+        "http://127.0.0.1:1",
+        &["pattern", "match", "--rules", rules.to_str().unwrap(), "--events", events.to_str().unwrap()],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v, serde_json::json!({"cvm": 2, "firing": 2, "none": 0}));

@@ -54,7 +54,8 @@ fn rate_limits_and_errors_are_retried_then_caught_and_logged() {
     let id = send_template(&url, "cvm:GuestOom");
     let t = settled_trace(&url, &id, 1);
     let run = &t["runs"][0];
-    let outcomes: Vec<&str> = run["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    let outcomes: Vec<&str> =
+        run["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["failed", "delivered"]);
     assert_eq!(run["attempts"][0]["status_code"], 500);
     assert!(!run["steps"].as_array().unwrap().iter().any(|s| s["kind"] == "logger"));
