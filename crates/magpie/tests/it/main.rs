@@ -4,5 +4,6 @@ mod bad_input;
 mod crash;
 mod demo;
 mod harness;
+mod ingest;
 mod offline;
 mod retries;
