@@ -57,7 +57,8 @@ pub struct RobotsArgs {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 async fn shutdown_signal() {
@@ -76,7 +77,6 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
 }
 
 fn read_config(path: &PathBuf) -> Result<ConfigDocument, Exit> {
@@ -176,7 +176,11 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Exit> {
             args.robots_listen, args.robots_listen
         );
     }
-    magpie_server::run(state, listener, shutdown_signal()).await.map_err(|e| Exit(1, e.into()))?;
+    let stop = async {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+    };
+    magpie_server::run(state, listener, stop).await.map_err(|e| Exit(1, e.into()))?;
     Ok(0)
 }
 

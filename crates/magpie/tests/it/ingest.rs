@@ -77,7 +77,11 @@ fn the_api_token_is_required_when_set() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = std::process::Command::new(BIN).args(["--server", &url, "events", "send-template", "cvm:GuestReboot"]).env_remove("MAGPIE_TOKEN").output().unwrap();
+    let o = std::process::Command::new(BIN)
+        .args(["--server", &url, "events", "send-template", "cvm:GuestReboot"])
+        .env_remove("MAGPIE_TOKEN")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("401"), "{}", stderr(&o));
     let _ = child.kill();
