@@ -20,14 +20,17 @@
 mod ast;
 mod error;
 mod eval;
+mod index;
 mod matcher;
 mod parse;
+mod scan;
 mod wildcard;
 
 pub use ast::{AnythingBut, Bound, FieldPattern, Leaf, NumericRange, ObjPattern, Pattern, Scalar};
 pub use error::PatternError;
 pub use matcher::Matcher;
 pub use parse::{NUMERIC_LIMIT, PatternLimits};
+pub use scan::{MAX_DEPTH, ScanError};
 pub use wildcard::Wildcard;
 
 #[cfg(test)]

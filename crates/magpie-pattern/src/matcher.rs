@@ -1,40 +1,448 @@
-//! Many rules at once.
+//! Many rules at once, at a cost that follows the event's fields, not the number of rules.
+//!
+//! Every rule is flattened into sub-rules (its `$or`s multiplied out), each a set of conditions
+//! on paths; identical conditions are shared between rules. A path trie holds the paths rules
+//! name, so the event walk visits only those fields and skips the rest. Each path's values go
+//! through a [`FieldIndex`] (hash lookups), and a sub-rule matches when all its conditions were
+//! hit — counted per event with epoch stamps, so nothing is cleared between events.
+//!
+//! Two cases are handed to the reference interpreter, for exactness: rules using `exists: false`
+//! or Tencent's `array` operator, and candidates whose conditions were satisfied inside arrays
+//! (where the fields of one array element must match together).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::ast::Pattern;
+use crate::ast::{FieldPattern, Leaf, ObjPattern, Pattern};
+use crate::index::{CondId, FieldIndex, Val};
+use crate::scan::{ScanError, Scanner};
 
-/// The rules of one bus, matched together.
-///
-/// This version evaluates each rule in turn with the reference interpreter; its API is the one
-/// the compiled matcher keeps.
-#[derive(Debug, Clone)]
+/// Most sub-rules one rule may expand into before it is interpreted instead.
+const MAX_SUBRULES_PER_RULE: usize = 256;
+
+#[derive(Debug, Default)]
+struct Node {
+    children: HashMap<Box<[u8]>, u32>,
+    field: Option<u32>,
+}
+
+#[derive(Debug)]
+struct SubRule {
+    rule: u32,
+    conds: Box<[CondId]>,
+}
+
+/// The rules of one bus, compiled.
+#[derive(Debug)]
 pub struct Matcher<Id> {
-    rules: Vec<(Id, Pattern)>,
+    ids: Vec<Id>,
+    patterns: Vec<Pattern>,
+    nodes: Vec<Node>,
+    fields: Vec<FieldIndex>,
+    cond_subrules: Vec<Vec<u32>>,
+    subrules: Vec<SubRule>,
+    interpreted: Vec<u32>,
+}
+
+/// Per-thread working memory of a match, reused across events.
+#[derive(Default)]
+struct Scratch {
+    epoch: u32,
+    cond_seen: Vec<u32>,
+    cond_in_array: Vec<bool>,
+    sr_epoch: Vec<u32>,
+    sr_count: Vec<u32>,
+    rule_epoch: Vec<u32>,
+    verify_epoch: Vec<u32>,
+    hits: Vec<CondId>,
+    matched: Vec<u32>,
+    verify: Vec<u32>,
+}
+
+impl Scratch {
+    fn begin(&mut self, conds: usize, subrules: usize, rules: usize) {
+        if self.epoch == u32::MAX {
+            *self = Scratch::default();
+        }
+        self.epoch += 1;
+        if self.cond_seen.len() < conds {
+            self.cond_seen.resize(conds, 0);
+            self.cond_in_array.resize(conds, false);
+        }
+        if self.sr_epoch.len() < subrules {
+            self.sr_epoch.resize(subrules, 0);
+            self.sr_count.resize(subrules, 0);
+        }
+        if self.rule_epoch.len() < rules {
+            self.rule_epoch.resize(rules, 0);
+            self.verify_epoch.resize(rules, 0);
+        }
+        self.matched.clear();
+        self.verify.clear();
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Whether the rule must be interpreted: `exists: false` (absence inside array elements) and
+/// `array` (a sub-pattern over whole elements) are not indexed.
+fn needs_interpreter(p: &ObjPattern) -> bool {
+    p.fields.iter().any(|(_, f)| match f {
+        FieldPattern::Nested(o) => needs_interpreter(o),
+        FieldPattern::Leaf(leaves) => leaves.iter().any(|l| matches!(l, Leaf::Exists(false) | Leaf::Array(_))),
+    }) || p.ors.iter().flatten().any(needs_interpreter)
+}
+
+type Conj<'a> = Vec<(Vec<&'a str>, &'a [Leaf])>;
+
+/// The pattern as an OR of ANDs of (path, alternatives); None when it grows too large.
+fn dnf<'a>(p: &'a ObjPattern, prefix: &[&'a str]) -> Option<Vec<Conj<'a>>> {
+    let mut out: Vec<Conj<'a>> = vec![Vec::new()];
+    let product = |a: Vec<Conj<'a>>, b: Vec<Conj<'a>>| -> Option<Vec<Conj<'a>>> {
+        if a.len().saturating_mul(b.len()) > MAX_SUBRULES_PER_RULE {
+            return None;
+        }
+        Some(a.iter().flat_map(|x| b.iter().map(move |y| x.iter().chain(y).cloned().collect())).collect())
+    };
+    for (k, f) in &p.fields {
+        let mut path = prefix.to_vec();
+        path.push(k.as_str());
+        match f {
+            FieldPattern::Leaf(leaves) => out.iter_mut().for_each(|c| c.push((path.clone(), leaves.as_slice()))),
+            FieldPattern::Nested(o) => out = product(out, dnf(o, &path)?)?,
+        }
+    }
+    for branches in &p.ors {
+        let mut alts = Vec::new();
+        for b in branches {
+            alts.extend(dnf(b, prefix)?);
+            if alts.len() > MAX_SUBRULES_PER_RULE {
+                return None;
+            }
+        }
+        out = product(out, alts)?;
+    }
+    Some(out)
 }
 
 impl<Id: Clone> Matcher<Id> {
-    /// Builds a matcher over `(rule id, pattern)` pairs.
+    /// Compiles `(rule id, pattern)` pairs.
     pub fn build(rules: impl IntoIterator<Item = (Id, Pattern)>) -> Self {
-        Self { rules: rules.into_iter().collect() }
+        let mut m = Matcher {
+            ids: Vec::new(),
+            patterns: Vec::new(),
+            nodes: vec![Node::default()],
+            fields: Vec::new(),
+            cond_subrules: Vec::new(),
+            subrules: Vec::new(),
+            interpreted: Vec::new(),
+        };
+        let mut cond_keys: HashMap<(u32, String), CondId> = HashMap::new();
+        for (ri, (id, p)) in rules.into_iter().enumerate() {
+            let ri = ri as u32;
+            let conjs = if needs_interpreter(&p.root) { None } else { dnf(&p.root, &[]) };
+            match conjs {
+                None => m.interpreted.push(ri),
+                Some(conjs) => {
+                    for conj in conjs {
+                        let mut conds: Vec<CondId> = Vec::with_capacity(conj.len());
+                        for (path, leaves) in conj {
+                            let field = m.field_for(&path);
+                            let key = (field, format!("{leaves:?}"));
+                            let cond = match cond_keys.get(&key) {
+                                Some(c) => *c,
+                                None => {
+                                    let c = m.cond_subrules.len() as CondId;
+                                    m.cond_subrules.push(Vec::new());
+                                    for leaf in leaves {
+                                        m.fields[field as usize].add(leaf, c);
+                                    }
+                                    cond_keys.insert(key, c);
+                                    c
+                                }
+                            };
+                            if !conds.contains(&cond) {
+                                conds.push(cond);
+                            }
+                        }
+                        let sr = m.subrules.len() as u32;
+                        for &c in &conds {
+                            m.cond_subrules[c as usize].push(sr);
+                        }
+                        m.subrules.push(SubRule { rule: ri, conds: conds.into_boxed_slice() });
+                    }
+                }
+            }
+            m.ids.push(id);
+            m.patterns.push(p);
+        }
+        m
     }
 
-    /// Appends to `out` the id of every rule `event` matches, in the order the rules were given.
-    pub fn matches(&self, event: &Value, out: &mut Vec<Id>) {
-        for (id, p) in &self.rules {
-            if p.matches(event) {
-                out.push(id.clone());
+    fn field_for(&mut self, path: &[&str]) -> u32 {
+        let mut node = 0usize;
+        for seg in path {
+            let key: Box<[u8]> = seg.as_bytes().into();
+            node = match self.nodes[node].children.get(&key) {
+                Some(&n) => n as usize,
+                None => {
+                    let n = self.nodes.len();
+                    self.nodes.push(Node::default());
+                    self.nodes[node].children.insert(key, n as u32);
+                    n
+                }
+            };
+        }
+        match self.nodes[node].field {
+            Some(f) => f,
+            None => {
+                let f = self.fields.len() as u32;
+                self.fields.push(FieldIndex::default());
+                self.nodes[node].field = Some(f);
+                f
             }
         }
     }
 
     /// Number of rules.
     pub fn len(&self) -> usize {
-        self.rules.len()
+        self.ids.len()
     }
 
     /// Whether there are no rules.
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.ids.is_empty()
+    }
+
+    /// Appends to `out` the id of every rule `event` matches, in the order the rules were given.
+    pub fn matches(&self, event: &Value, out: &mut Vec<Id>) {
+        SCRATCH.with(|s| {
+            let st = &mut *s.borrow_mut();
+            st.begin(self.cond_subrules.len(), self.subrules.len(), self.ids.len());
+            if let Value::Object(o) = event {
+                for (k, v) in o {
+                    if let Some(&n) = self.nodes[0].children.get(k.as_bytes()) {
+                        self.walk(n, v, false, st);
+                    }
+                }
+            }
+            self.finish(st, || Some(event.clone()), out);
+        });
+    }
+
+    /// Like [`Matcher::matches`], reading the event from JSON text without building a tree:
+    /// fields that no rule names are skipped as they are scanned. Only what is read is
+    /// validated; a syntax error in what is read is an error.
+    pub fn matches_json(&self, json: &[u8], out: &mut Vec<Id>) -> Result<(), ScanError> {
+        SCRATCH.with(|s| {
+            let st = &mut *s.borrow_mut();
+            st.begin(self.cond_subrules.len(), self.subrules.len(), self.ids.len());
+            let mut sc = Scanner::new(json);
+            self.scan_top(&mut sc, st)?;
+            self.finish(st, || serde_json::from_slice(json).ok(), out);
+            Ok(())
+        })
+    }
+
+    fn walk(&self, node: u32, v: &Value, in_array: bool, st: &mut Scratch) {
+        let n = &self.nodes[node as usize];
+        match v {
+            Value::Array(items) => items.iter().for_each(|i| self.walk(node, i, true, st)),
+            Value::Object(o) => {
+                if let Some(f) = n.field {
+                    self.hit(f, Val::Object, in_array, st);
+                }
+                if !n.children.is_empty() {
+                    for (k, v) in o {
+                        if let Some(&c) = n.children.get(k.as_bytes()) {
+                            self.walk(c, v, in_array, st);
+                        }
+                    }
+                }
+            }
+            scalar => {
+                if let Some(f) = n.field {
+                    let val = match scalar {
+                        Value::Null => Val::Null,
+                        Value::Bool(b) => Val::Bool(*b),
+                        Value::Number(x) => match x.as_f64() {
+                            Some(x) => Val::Num(x),
+                            None => return,
+                        },
+                        Value::String(s) => Val::Str(s),
+                        _ => return,
+                    };
+                    self.hit(f, val, in_array, st);
+                }
+            }
+        }
+    }
+
+    fn scan_top(&self, sc: &mut Scanner<'_>, st: &mut Scratch) -> Result<(), ScanError> {
+        sc.skip_ws();
+        if sc.peek() != Some(b'{') {
+            // Not an object: only interpreted rules (which see it whole) may match.
+            return sc.skip_value();
+        }
+        self.scan(sc, 0, false, 0, st)
+    }
+
+    fn scan(
+        &self,
+        sc: &mut Scanner<'_>,
+        node: u32,
+        in_array: bool,
+        depth: usize,
+        st: &mut Scratch,
+    ) -> Result<(), ScanError> {
+        if depth > crate::scan::MAX_DEPTH {
+            return Err(ScanError::TooDeep);
+        }
+        let n = &self.nodes[node as usize];
+        sc.skip_ws();
+        match sc.peek() {
+            Some(b'{') => {
+                if let Some(f) = n.field {
+                    self.hit(f, Val::Object, in_array, st);
+                }
+                if n.children.is_empty() {
+                    return sc.skip_value();
+                }
+                sc.bump();
+                sc.skip_ws();
+                if sc.peek() == Some(b'}') {
+                    sc.bump();
+                    return Ok(());
+                }
+                loop {
+                    sc.skip_ws();
+                    let key = sc.string()?;
+                    sc.skip_ws();
+                    sc.expect(b':')?;
+                    match n.children.get(key.as_bytes()) {
+                        Some(&c) => self.scan(sc, c, in_array, depth + 1, st)?,
+                        None => {
+                            sc.skip_ws();
+                            sc.skip_value()?
+                        }
+                    }
+                    sc.skip_ws();
+                    match sc.next() {
+                        Some(b',') => continue,
+                        Some(b'}') => return Ok(()),
+                        _ => return Err(sc.error()),
+                    }
+                }
+            }
+            Some(b'[') => {
+                sc.bump();
+                sc.skip_ws();
+                if sc.peek() == Some(b']') {
+                    sc.bump();
+                    return Ok(());
+                }
+                loop {
+                    self.scan(sc, node, true, depth + 1, st)?;
+                    sc.skip_ws();
+                    match sc.next() {
+                        Some(b',') => continue,
+                        Some(b']') => return Ok(()),
+                        _ => return Err(sc.error()),
+                    }
+                }
+            }
+            Some(_) => match n.field {
+                None => sc.skip_value(),
+                Some(f) => {
+                    match sc.peek() {
+                        Some(b'"') => {
+                            let s = sc.string()?;
+                            self.hit(f, Val::Str(&s), in_array, st);
+                        }
+                        Some(b't') => {
+                            sc.literal(b"true")?;
+                            self.hit(f, Val::Bool(true), in_array, st);
+                        }
+                        Some(b'f') => {
+                            sc.literal(b"false")?;
+                            self.hit(f, Val::Bool(false), in_array, st);
+                        }
+                        Some(b'n') => {
+                            sc.literal(b"null")?;
+                            self.hit(f, Val::Null, in_array, st);
+                        }
+                        _ => {
+                            let x = sc.number()?;
+                            self.hit(f, Val::Num(x), in_array, st);
+                        }
+                    }
+                    Ok(())
+                }
+            },
+            None => Err(sc.error()),
+        }
+    }
+
+    fn hit(&self, field: u32, v: Val<'_>, in_array: bool, st: &mut Scratch) {
+        let mut hits = std::mem::take(&mut st.hits);
+        hits.clear();
+        self.fields[field as usize].lookup(v, &mut hits);
+        let epoch = st.epoch;
+        for &c in &hits {
+            let ci = c as usize;
+            if st.cond_seen[ci] == epoch {
+                st.cond_in_array[ci] |= in_array;
+                continue;
+            }
+            st.cond_seen[ci] = epoch;
+            st.cond_in_array[ci] = in_array;
+            for &sr in &self.cond_subrules[ci] {
+                let sri = sr as usize;
+                if st.sr_epoch[sri] != epoch {
+                    st.sr_epoch[sri] = epoch;
+                    st.sr_count[sri] = 0;
+                }
+                st.sr_count[sri] += 1;
+                let sub = &self.subrules[sri];
+                if st.sr_count[sri] as usize == sub.conds.len() {
+                    let rule = sub.rule as usize;
+                    if st.rule_epoch[rule] == epoch {
+                        continue;
+                    }
+                    let in_arrays = sub.conds.iter().filter(|&&c| st.cond_in_array[c as usize]).count();
+                    if in_arrays >= 2 {
+                        if st.verify_epoch[rule] != epoch {
+                            st.verify_epoch[rule] = epoch;
+                            st.verify.push(sub.rule);
+                        }
+                    } else {
+                        st.rule_epoch[rule] = epoch;
+                        st.matched.push(sub.rule);
+                    }
+                }
+            }
+        }
+        st.hits = hits;
+    }
+
+    fn finish(&self, st: &mut Scratch, event: impl FnOnce() -> Option<Value>, out: &mut Vec<Id>) {
+        let epoch = st.epoch;
+        let pending: Vec<u32> = st.verify.iter().copied().filter(|&r| st.rule_epoch[r as usize] != epoch).collect();
+        if !pending.is_empty() || !self.interpreted.is_empty() {
+            if let Some(event) = event() {
+                for r in pending.into_iter().chain(self.interpreted.iter().copied()) {
+                    if self.patterns[r as usize].matches(&event) {
+                        st.matched.push(r);
+                    }
+                }
+            }
+        }
+        st.matched.sort_unstable();
+        st.matched.dedup();
+        out.extend(st.matched.iter().map(|&r| self.ids[r as usize].clone()));
     }
 }

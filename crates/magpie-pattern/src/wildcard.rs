@@ -7,10 +7,6 @@
 pub struct Wildcard {
     /// Literal pieces between stars.
     pieces: Vec<String>,
-    /// The wildcard starts with `*`.
-    leading_star: bool,
-    /// The wildcard ends with `*`.
-    trailing_star: bool,
 }
 
 impl Wildcard {
@@ -19,14 +15,12 @@ impl Wildcard {
         let mut pieces = vec![String::new()];
         let mut chars = s.chars();
         let mut last_was_star = false;
-        let mut stars = 0;
         while let Some(c) = chars.next() {
             match c {
                 '*' => {
                     if last_was_star {
                         return Err("consecutive '*' characters are not allowed".into());
                     }
-                    stars += 1;
                     pieces.push(String::new());
                     last_was_star = true;
                     continue;
@@ -40,9 +34,23 @@ impl Wildcard {
             }
             last_was_star = false;
         }
-        let leading_star = stars > 0 && pieces.first().is_some_and(String::is_empty);
-        let trailing_star = stars > 0 && pieces.last().is_some_and(String::is_empty);
-        Ok(Wildcard { pieces, leading_star, trailing_star })
+        Ok(Wildcard { pieces })
+    }
+
+    /// The literal start before the first star, if there is a star and the start is not empty.
+    pub(crate) fn literal_prefix(&self) -> Option<&str> {
+        (self.pieces.len() > 1 && !self.pieces[0].is_empty()).then(|| self.pieces[0].as_str())
+    }
+
+    /// The literal end after the last star, if there is a star and the end is not empty.
+    pub(crate) fn literal_suffix(&self) -> Option<&str> {
+        let last = self.pieces.last()?;
+        (self.pieces.len() > 1 && !last.is_empty()).then_some(last.as_str())
+    }
+
+    /// The whole wildcard as a literal (meaningful when it has no star).
+    pub(crate) fn literal(&self) -> &str {
+        &self.pieces[0]
     }
 
     /// Number of stars.
@@ -72,7 +80,6 @@ impl Wildcard {
                 None => return false,
             }
         }
-        let _ = (self.leading_star, self.trailing_star);
         true
     }
 }
