@@ -3,7 +3,7 @@
 //! conditions. Operators that cannot be hashed (numeric, cidr, wildcards without a literal end,
 //! contain, anything-but) are checked one by one.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::ast::{AnythingBut, Leaf, Scalar};
 use crate::wildcard::Wildcard;
@@ -140,7 +140,8 @@ impl FieldIndex {
     }
 
     /// Appends the conditions `v` satisfies (possibly with repeats).
-    pub(crate) fn lookup(&self, v: Val<'_>, out: &mut Vec<CondId>) {
+    /// `lower` is a reusable buffer for the lower-cased value.
+    pub(crate) fn lookup(&self, v: Val<'_>, out: &mut Vec<CondId>, lower: &mut String) {
         out.extend_from_slice(&self.exists);
         match v {
             Val::Null => out.extend_from_slice(&self.exact_null),
@@ -158,12 +159,18 @@ impl FieldIndex {
                 self.prefix.prefixes(s, out);
                 self.suffix.suffixes(s, out);
                 if self.needs_lowercase() {
-                    let lower = if s.is_ascii() { s.to_ascii_lowercase() } else { s.to_lowercase() };
+                    lower.clear();
+                    if s.is_ascii() {
+                        lower.push_str(s);
+                        lower.make_ascii_lowercase();
+                    } else {
+                        lower.push_str(&s.to_lowercase());
+                    }
                     if let Some(c) = self.equals_ci.get(lower.as_str()) {
                         out.extend_from_slice(c);
                     }
-                    self.prefix_ci.prefixes(&lower, out);
-                    self.suffix_ci.suffixes(&lower, out);
+                    self.prefix_ci.prefixes(lower, out);
+                    self.suffix_ci.suffixes(lower, out);
                 }
                 if !self.wildcards.is_empty() {
                     let start = out.len();

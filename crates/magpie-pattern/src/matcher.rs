@@ -11,7 +11,8 @@
 //! (where the fields of one array element must match together).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use serde_json::Value;
 
@@ -22,10 +23,34 @@ use crate::scan::{ScanError, Scanner};
 /// Most sub-rules one rule may expand into before it is interpreted instead.
 const MAX_SUBRULES_PER_RULE: usize = 256;
 
+/// Children up to this many are searched linearly (faster than hashing short keys).
+const LINEAR_CHILDREN: usize = 8;
+
 #[derive(Debug, Default)]
 struct Node {
-    children: HashMap<Box<[u8]>, u32>,
+    /// Child names and nodes, in insertion order (their position is their bit in `scan`'s mask).
+    keys: Vec<(Box<[u8]>, u32)>,
+    /// The same, hashed, for nodes with many children.
+    map: HashMap<Box<[u8]>, u32>,
     field: Option<u32>,
+}
+
+impl Node {
+    /// The child called `key`: its position among the children and its node.
+    #[inline]
+    fn child(&self, key: &[u8]) -> Option<(usize, u32)> {
+        if self.keys.len() <= LINEAR_CHILDREN {
+            self.keys.iter().position(|(k, _)| **k == *key).map(|i| (i, self.keys[i].1))
+        } else {
+            let n = *self.map.get(key)?;
+            self.keys.iter().position(|(_, c)| *c == n).map(|i| (i, n))
+        }
+    }
+
+    fn insert(&mut self, key: Box<[u8]>, node: u32) {
+        self.map.insert(key.clone(), node);
+        self.keys.push((key, node));
+    }
 }
 
 #[derive(Debug)]
@@ -57,6 +82,7 @@ struct Scratch {
     rule_epoch: Vec<u32>,
     verify_epoch: Vec<u32>,
     hits: Vec<CondId>,
+    lower: String,
     matched: Vec<u32>,
     verify: Vec<u32>,
 }
@@ -141,7 +167,7 @@ impl<Id: Clone> Matcher<Id> {
             subrules: Vec::new(),
             interpreted: Vec::new(),
         };
-        let mut cond_keys: HashMap<(u32, String), CondId> = HashMap::new();
+        let mut cond_keys: HashMap<(u32, String), CondId> = HashMap::default();
         for (ri, (id, p)) in rules.into_iter().enumerate() {
             let ri = ri as u32;
             let conjs = if needs_interpreter(&p.root) { None } else { dnf(&p.root, &[]) };
@@ -187,12 +213,12 @@ impl<Id: Clone> Matcher<Id> {
         let mut node = 0usize;
         for seg in path {
             let key: Box<[u8]> = seg.as_bytes().into();
-            node = match self.nodes[node].children.get(&key) {
-                Some(&n) => n as usize,
+            node = match self.nodes[node].child(&key) {
+                Some((_, n)) => n as usize,
                 None => {
                     let n = self.nodes.len();
                     self.nodes.push(Node::default());
-                    self.nodes[node].children.insert(key, n as u32);
+                    self.nodes[node].insert(key, n as u32);
                     n
                 }
             };
@@ -225,7 +251,7 @@ impl<Id: Clone> Matcher<Id> {
             st.begin(self.cond_subrules.len(), self.subrules.len(), self.ids.len());
             if let Value::Object(o) = event {
                 for (k, v) in o {
-                    if let Some(&n) = self.nodes[0].children.get(k.as_bytes()) {
+                    if let Some((_, n)) = self.nodes[0].child(k.as_bytes()) {
                         self.walk(n, v, false, st);
                     }
                 }
@@ -256,9 +282,9 @@ impl<Id: Clone> Matcher<Id> {
                 if let Some(f) = n.field {
                     self.hit(f, Val::Object, in_array, st);
                 }
-                if !n.children.is_empty() {
+                if !n.keys.is_empty() {
                     for (k, v) in o {
-                        if let Some(&c) = n.children.get(k.as_bytes()) {
+                        if let Some((_, c)) = n.child(k.as_bytes()) {
                             self.walk(c, v, in_array, st);
                         }
                     }
@@ -288,17 +314,21 @@ impl<Id: Clone> Matcher<Id> {
             // Not an object: only interpreted rules (which see it whole) may match.
             return sc.skip_value();
         }
-        self.scan(sc, 0, false, 0, st)
+        self.scan(sc, 0, false, 0, true, st).map(|_| ())
     }
 
+    /// Reads one value at trie node `node`. With `last`, nothing after this value is needed:
+    /// returns `Ok(true)` as soon as everything the rules name has been read, without reading
+    /// the rest of the document.
     fn scan(
         &self,
         sc: &mut Scanner<'_>,
         node: u32,
         in_array: bool,
         depth: usize,
+        last: bool,
         st: &mut Scratch,
-    ) -> Result<(), ScanError> {
+    ) -> Result<bool, ScanError> {
         if depth > crate::scan::MAX_DEPTH {
             return Err(ScanError::TooDeep);
         }
@@ -309,22 +339,34 @@ impl<Id: Clone> Matcher<Id> {
                 if let Some(f) = n.field {
                     self.hit(f, Val::Object, in_array, st);
                 }
-                if n.children.is_empty() {
-                    return sc.skip_value();
+                if n.keys.is_empty() {
+                    sc.skip_value()?;
+                    return Ok(last);
                 }
+                // Which children were read, to stop once all were (up to 64 children).
+                let all: u64 = if n.keys.len() < 64 { (1u64 << n.keys.len()) - 1 } else { 0 };
+                let mut seen: u64 = 0;
                 sc.bump();
                 sc.skip_ws();
                 if sc.peek() == Some(b'}') {
                     sc.bump();
-                    return Ok(());
+                    return Ok(last);
                 }
                 loop {
                     sc.skip_ws();
-                    let key = sc.string()?;
+                    let key = sc.key()?;
                     sc.skip_ws();
                     sc.expect(b':')?;
-                    match n.children.get(key.as_bytes()) {
-                        Some(&c) => self.scan(sc, c, in_array, depth + 1, st)?,
+                    match n.child(&key) {
+                        Some((i, c)) => {
+                            if i < 64 {
+                                seen |= 1 << i;
+                            }
+                            let final_child = last && all != 0 && seen == all;
+                            if self.scan(sc, c, in_array, depth + 1, final_child, st)? {
+                                return Ok(true);
+                            }
+                        }
                         None => {
                             sc.skip_ws();
                             sc.skip_value()?
@@ -333,7 +375,7 @@ impl<Id: Clone> Matcher<Id> {
                     sc.skip_ws();
                     match sc.next() {
                         Some(b',') => continue,
-                        Some(b'}') => return Ok(()),
+                        Some(b'}') => return Ok(last),
                         _ => return Err(sc.error()),
                     }
                 }
@@ -343,20 +385,20 @@ impl<Id: Clone> Matcher<Id> {
                 sc.skip_ws();
                 if sc.peek() == Some(b']') {
                     sc.bump();
-                    return Ok(());
+                    return Ok(last);
                 }
                 loop {
-                    self.scan(sc, node, true, depth + 1, st)?;
+                    self.scan(sc, node, true, depth + 1, false, st)?;
                     sc.skip_ws();
                     match sc.next() {
                         Some(b',') => continue,
-                        Some(b']') => return Ok(()),
+                        Some(b']') => return Ok(last),
                         _ => return Err(sc.error()),
                     }
                 }
             }
             Some(_) => match n.field {
-                None => sc.skip_value(),
+                None => sc.skip_value().map(|()| last),
                 Some(f) => {
                     match sc.peek() {
                         Some(b'"') => {
@@ -380,7 +422,7 @@ impl<Id: Clone> Matcher<Id> {
                             self.hit(f, Val::Num(x), in_array, st);
                         }
                     }
-                    Ok(())
+                    Ok(last)
                 }
             },
             None => Err(sc.error()),
@@ -390,7 +432,7 @@ impl<Id: Clone> Matcher<Id> {
     fn hit(&self, field: u32, v: Val<'_>, in_array: bool, st: &mut Scratch) {
         let mut hits = std::mem::take(&mut st.hits);
         hits.clear();
-        self.fields[field as usize].lookup(v, &mut hits);
+        self.fields[field as usize].lookup(v, &mut hits, &mut st.lower);
         let epoch = st.epoch;
         for &c in &hits {
             let ci = c as usize;

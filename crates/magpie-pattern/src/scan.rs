@@ -79,6 +79,30 @@ impl<'a> Scanner<'a> {
         text.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or(ScanError::Syntax(start))
     }
 
+    /// An object key as raw bytes (decoded only when it has escapes). Keys are compared with the
+    /// rules' field names byte for byte, so they need no UTF-8 check.
+    pub(crate) fn key(&mut self) -> Result<Cow<'a, [u8]>, ScanError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.error());
+        }
+        let start = self.i + 1;
+        let mut j = start;
+        while let Some(&c) = self.b.get(j) {
+            match c {
+                b'"' => {
+                    self.i = j + 1;
+                    return Ok(Cow::Borrowed(&self.b[start..j]));
+                }
+                b'\\' => break,
+                _ => j += 1,
+            }
+        }
+        match self.string()? {
+            Cow::Borrowed(s) => Ok(Cow::Borrowed(s.as_bytes())),
+            Cow::Owned(s) => Ok(Cow::Owned(s.into_bytes())),
+        }
+    }
+
     /// A string, decoded (borrowed when it has no escapes).
     pub(crate) fn string(&mut self) -> Result<Cow<'a, str>, ScanError> {
         if self.next() != Some(b'"') {
@@ -86,7 +110,10 @@ impl<'a> Scanner<'a> {
         }
         let start = self.i;
         let rest = &self.b[start..];
-        let end = rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).ok_or(self.error())?;
+        let end = memchr::memchr2(b'"', b'\\', rest).ok_or(self.error())?;
+        if rest[..end].iter().any(|&c| c < 0x20) {
+            return Err(ScanError::Syntax(start));
+        }
         if rest[end] == b'"' {
             self.i = start + end + 1;
             return std::str::from_utf8(&rest[..end]).map(Cow::Borrowed).map_err(|_| ScanError::Syntax(start));
@@ -153,7 +180,7 @@ impl<'a> Scanner<'a> {
         self.i += 1;
         loop {
             let rest = &self.b[self.i.min(self.b.len())..];
-            let at = rest.iter().position(|&c| c == b'"' || c == b'\\').ok_or(self.error())?;
+            let at = memchr::memchr2(b'"', b'\\', rest).ok_or(self.error())?;
             self.i += at + 1;
             if rest[at] == b'"' {
                 return Ok(());
@@ -169,6 +196,10 @@ impl<'a> Scanner<'a> {
             Some(b'{' | b'[') => {
                 let mut depth = 0usize;
                 loop {
+                    // Jump to the next structural byte.
+                    while self.b.get(self.i).is_some_and(|&c| !STRUCTURAL[c as usize]) {
+                        self.i += 1;
+                    }
                     match self.peek() {
                         Some(b'"') => self.skip_string()?,
                         Some(b'{' | b'[') => {
@@ -195,6 +226,17 @@ impl<'a> Scanner<'a> {
         }
     }
 }
+
+/// Bytes that open or close strings, objects and arrays.
+static STRUCTURAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'{' as usize] = true;
+    t[b'}' as usize] = true;
+    t[b'[' as usize] = true;
+    t[b']' as usize] = true;
+    t
+};
 
 /// JSON's number grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
 fn valid_number(t: &[u8]) -> bool {
