@@ -94,6 +94,10 @@ pub(crate) struct FieldIndex {
     wildcard_prefix: ByLength,
     wildcard_suffix: ByLength,
     wildcards: Vec<(Wildcard, CondId)>,
+    /// Numeric ranges.
+    numeric: crate::ranges::Ranges,
+    /// CIDR blocks by (IPv6?, prefix length), then network.
+    cidr: Vec<((bool, u8), HashMap<ipnet::IpNet, Vec<CondId>>)>,
     /// Checked one by one.
     others: Vec<(Leaf, CondId)>,
 }
@@ -130,9 +134,26 @@ impl FieldIndex {
                 }
                 self.wildcards.push((w.clone(), cond));
             }
+            Leaf::Numeric(r) => self.numeric.add(*r, cond),
+            Leaf::Cidr(net) => {
+                let len = (net.addr().is_ipv6(), net.prefix_len());
+                let at = match self.cidr.iter().position(|(l, _)| *l == len) {
+                    Some(i) => i,
+                    None => {
+                        self.cidr.push((len, HashMap::default()));
+                        self.cidr.len() - 1
+                    }
+                };
+                push_unique(self.cidr[at].1.entry(*net).or_default(), cond);
+            }
             // Exists(false) and Array never reach the index (their rules are interpreted).
             other => self.others.push((other.clone(), cond)),
         }
+    }
+
+    /// Finishes the structures that are built once all conditions are added.
+    pub(crate) fn finish(&mut self) {
+        self.numeric.finish();
     }
 
     fn needs_lowercase(&self) -> bool {
@@ -151,10 +172,28 @@ impl FieldIndex {
                 if let Some(c) = self.exact_num.get(&num_key(x)) {
                     out.extend_from_slice(c);
                 }
+                if !self.numeric.is_empty() {
+                    self.numeric.query(x, out);
+                }
             }
             Val::Str(s) => {
                 if let Some(c) = self.exact_str.get(s) {
                     out.extend_from_slice(c);
+                }
+                if !self.cidr.is_empty()
+                    && let Ok(ip) = s.parse::<std::net::IpAddr>()
+                {
+                    let v6 = ip.is_ipv6();
+                    for ((family_v6, len), nets) in &self.cidr {
+                        if *family_v6 != v6 {
+                            continue;
+                        }
+                        if let Ok(net) = ipnet::IpNet::new(ip, *len)
+                            && let Some(c) = nets.get(&net.trunc())
+                        {
+                            out.extend_from_slice(c);
+                        }
+                    }
                 }
                 self.prefix.prefixes(s, out);
                 self.suffix.suffixes(s, out);
@@ -203,8 +242,6 @@ impl FieldIndex {
 fn leaf_accepts(leaf: &Leaf, v: Val<'_>) -> bool {
     match (leaf, v) {
         (Leaf::Wildcard(w), Val::Str(s)) => w.matches(s),
-        (Leaf::Numeric(r), Val::Num(x)) => r.contains(x),
-        (Leaf::Cidr(net), Val::Str(s)) => s.parse::<std::net::IpAddr>().is_ok_and(|ip| net.contains(&ip)),
         (Leaf::Contain(parts), Val::Str(s)) => parts.iter().all(|p| s.contains(p.as_str())),
         (Leaf::AnythingBut(ab), v) => anything_but(ab, v),
         _ => false,

@@ -14,7 +14,8 @@
 //! element are matched together), `$or` may appear at any level. `anything-but` with values
 //! matches any present scalar other than those values (null included) but not a missing field;
 //! its prefix, suffix, wildcard and ignore-case forms and the string operators match strings
-//! only. Numbers compare by value as IEEE doubles; numeric operands beyond ±5e9 are refused.
+//! only. Numbers compare by value as IEEE doubles; numeric operands beyond ±2^53 (where integers stop
+//! being exact) are refused.
 //! This crate does no I/O.
 
 mod ast;
@@ -23,6 +24,7 @@ mod eval;
 mod index;
 mod matcher;
 mod parse;
+mod ranges;
 mod scan;
 mod wildcard;
 

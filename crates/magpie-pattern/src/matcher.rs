@@ -3,8 +3,10 @@
 //! Every rule is flattened into sub-rules (its `$or`s multiplied out), each a set of conditions
 //! on paths; identical conditions are shared between rules. A path trie holds the paths rules
 //! name, so the event walk visits only those fields and skips the rest. Each path's values go
-//! through a [`FieldIndex`] (hash lookups), and a sub-rule matches when all its conditions were
-//! hit — counted per event with epoch stamps, so nothing is cleared between events.
+//! through a [`FieldIndex`] (hash lookups) and mark the conditions they satisfy (epoch stamps, so
+//! nothing is cleared between events). Each sub-rule is anchored at its least-shared condition:
+//! after the walk, only sub-rules whose anchor fired are checked, so a condition common to
+//! thousands of rules costs nothing unless their own anchors fire too.
 //!
 //! Two cases are handed to the reference interpreter, for exactness: rules using `exists: false`
 //! or Tencent's `array` operator, and candidates whose conditions were satisfied inside arrays
@@ -66,7 +68,9 @@ pub struct Matcher<Id> {
     patterns: Vec<Pattern>,
     nodes: Vec<Node>,
     fields: Vec<FieldIndex>,
-    cond_subrules: Vec<Vec<u32>>,
+    /// Per condition: the sub-rules that condition anchors (each sub-rule is anchored at its
+    /// least-shared condition, so a common condition wakes few sub-rules).
+    anchored: Vec<Vec<u32>>,
     subrules: Vec<SubRule>,
     interpreted: Vec<u32>,
 }
@@ -77,8 +81,7 @@ struct Scratch {
     epoch: u32,
     cond_seen: Vec<u32>,
     cond_in_array: Vec<bool>,
-    sr_epoch: Vec<u32>,
-    sr_count: Vec<u32>,
+    fired: Vec<CondId>,
     rule_epoch: Vec<u32>,
     verify_epoch: Vec<u32>,
     hits: Vec<CondId>,
@@ -88,7 +91,7 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn begin(&mut self, conds: usize, subrules: usize, rules: usize) {
+    fn begin(&mut self, conds: usize, rules: usize) {
         if self.epoch == u32::MAX {
             *self = Scratch::default();
         }
@@ -97,16 +100,13 @@ impl Scratch {
             self.cond_seen.resize(conds, 0);
             self.cond_in_array.resize(conds, false);
         }
-        if self.sr_epoch.len() < subrules {
-            self.sr_epoch.resize(subrules, 0);
-            self.sr_count.resize(subrules, 0);
-        }
         if self.rule_epoch.len() < rules {
             self.rule_epoch.resize(rules, 0);
             self.verify_epoch.resize(rules, 0);
         }
         self.matched.clear();
         self.verify.clear();
+        self.fired.clear();
     }
 }
 
@@ -163,7 +163,7 @@ impl<Id: Clone> Matcher<Id> {
             patterns: Vec::new(),
             nodes: vec![Node::default()],
             fields: Vec::new(),
-            cond_subrules: Vec::new(),
+            anchored: Vec::new(),
             subrules: Vec::new(),
             interpreted: Vec::new(),
         };
@@ -182,8 +182,8 @@ impl<Id: Clone> Matcher<Id> {
                             let cond = match cond_keys.get(&key) {
                                 Some(c) => *c,
                                 None => {
-                                    let c = m.cond_subrules.len() as CondId;
-                                    m.cond_subrules.push(Vec::new());
+                                    let c = m.anchored.len() as CondId;
+                                    m.anchored.push(Vec::new());
                                     for leaf in leaves {
                                         m.fields[field as usize].add(leaf, c);
                                     }
@@ -195,16 +195,23 @@ impl<Id: Clone> Matcher<Id> {
                                 conds.push(cond);
                             }
                         }
-                        let sr = m.subrules.len() as u32;
-                        for &c in &conds {
-                            m.cond_subrules[c as usize].push(sr);
-                        }
                         m.subrules.push(SubRule { rule: ri, conds: conds.into_boxed_slice() });
                     }
                 }
             }
             m.ids.push(id);
             m.patterns.push(p);
+        }
+        m.fields.iter_mut().for_each(FieldIndex::finish);
+        // Anchor each sub-rule at its least-shared condition.
+        let mut uses = vec![0u32; m.anchored.len()];
+        for sr in &m.subrules {
+            sr.conds.iter().for_each(|&c| uses[c as usize] += 1);
+        }
+        for (i, sr) in m.subrules.iter().enumerate() {
+            if let Some(&anchor) = sr.conds.iter().min_by_key(|&&c| uses[c as usize]) {
+                m.anchored[anchor as usize].push(i as u32);
+            }
         }
         m
     }
@@ -248,7 +255,7 @@ impl<Id: Clone> Matcher<Id> {
     pub fn matches(&self, event: &Value, out: &mut Vec<Id>) {
         SCRATCH.with(|s| {
             let st = &mut *s.borrow_mut();
-            st.begin(self.cond_subrules.len(), self.subrules.len(), self.ids.len());
+            st.begin(self.anchored.len(), self.ids.len());
             if let Value::Object(o) = event {
                 for (k, v) in o {
                     if let Some((_, n)) = self.nodes[0].child(k.as_bytes()) {
@@ -266,7 +273,7 @@ impl<Id: Clone> Matcher<Id> {
     pub fn matches_json(&self, json: &[u8], out: &mut Vec<Id>) -> Result<(), ScanError> {
         SCRATCH.with(|s| {
             let st = &mut *s.borrow_mut();
-            st.begin(self.cond_subrules.len(), self.subrules.len(), self.ids.len());
+            st.begin(self.anchored.len(), self.ids.len());
             let mut sc = Scanner::new(json);
             self.scan_top(&mut sc, st)?;
             self.finish(st, || serde_json::from_slice(json).ok(), out);
@@ -442,36 +449,40 @@ impl<Id: Clone> Matcher<Id> {
             }
             st.cond_seen[ci] = epoch;
             st.cond_in_array[ci] = in_array;
-            for &sr in &self.cond_subrules[ci] {
-                let sri = sr as usize;
-                if st.sr_epoch[sri] != epoch {
-                    st.sr_epoch[sri] = epoch;
-                    st.sr_count[sri] = 0;
-                }
-                st.sr_count[sri] += 1;
-                let sub = &self.subrules[sri];
-                if st.sr_count[sri] as usize == sub.conds.len() {
-                    let rule = sub.rule as usize;
-                    if st.rule_epoch[rule] == epoch {
-                        continue;
-                    }
-                    let in_arrays = sub.conds.iter().filter(|&&c| st.cond_in_array[c as usize]).count();
-                    if in_arrays >= 2 {
-                        if st.verify_epoch[rule] != epoch {
-                            st.verify_epoch[rule] = epoch;
-                            st.verify.push(sub.rule);
-                        }
-                    } else {
-                        st.rule_epoch[rule] = epoch;
-                        st.matched.push(sub.rule);
-                    }
-                }
+            if !self.anchored[ci].is_empty() {
+                st.fired.push(c);
             }
         }
         st.hits = hits;
     }
 
+    /// After the walk: every sub-rule anchored at a fired condition matches when all its other
+    /// conditions fired too.
+    fn complete(&self, st: &mut Scratch) {
+        let epoch = st.epoch;
+        for &c in &st.fired {
+            for &sr in &self.anchored[c as usize] {
+                let sub = &self.subrules[sr as usize];
+                let rule = sub.rule as usize;
+                if st.rule_epoch[rule] == epoch || !sub.conds.iter().all(|&c| st.cond_seen[c as usize] == epoch) {
+                    continue;
+                }
+                let in_arrays = sub.conds.iter().filter(|&&c| st.cond_in_array[c as usize]).count();
+                if in_arrays >= 2 {
+                    if st.verify_epoch[rule] != epoch {
+                        st.verify_epoch[rule] = epoch;
+                        st.verify.push(sub.rule);
+                    }
+                } else {
+                    st.rule_epoch[rule] = epoch;
+                    st.matched.push(sub.rule);
+                }
+            }
+        }
+    }
+
     fn finish(&self, st: &mut Scratch, event: impl FnOnce() -> Option<Value>, out: &mut Vec<Id>) {
+        self.complete(st);
         let epoch = st.epoch;
         let pending: Vec<u32> = st.verify.iter().copied().filter(|&r| st.rule_epoch[r as usize] != epoch).collect();
         if !pending.is_empty() || !self.interpreted.is_empty() {

@@ -28,8 +28,9 @@ impl Default for PatternLimits {
     }
 }
 
-/// Largest magnitude accepted in numeric comparisons.
-pub const NUMERIC_LIMIT: f64 = 5.0e9;
+/// Largest magnitude accepted in numeric comparisons: 2^53, up to which every integer is exact
+/// as a double (so millisecond timestamps compare exactly).
+pub const NUMERIC_LIMIT: f64 = 9_007_199_254_740_992.0;
 
 pub(crate) struct Parser {
     limits: PatternLimits,
@@ -365,7 +366,7 @@ fn numeric(v: &Value, at: &str) -> Result<NumericRange, PatternError> {
             other => return Err(PatternError::new(at, format!("the operand of {op:?} must be a number, got {other}"))),
         };
         if n.abs() > NUMERIC_LIMIT {
-            return Err(PatternError::new(at, format!("{n} is beyond the supported range of ±5e9")));
+            return Err(PatternError::new(at, format!("{n} is beyond the supported range of ±2^53 (9007199254740992)")));
         }
         parts.push((op, n, i));
     }

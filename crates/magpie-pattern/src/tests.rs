@@ -2,13 +2,24 @@ use serde_json::{Value, json};
 
 use crate::Pattern;
 
+/// Checks the interpreter and the compiled matcher (tree walk and JSON scanner) alike.
 fn check(pattern: Value, yes: &[Value], no: &[Value]) {
     let p = Pattern::parse(&pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+    let m = crate::Matcher::build([(0u8, p.clone())]);
+    let compiled = |e: &Value| {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        m.matches(e, &mut a);
+        m.matches_json(e.to_string().as_bytes(), &mut b).unwrap();
+        assert_eq!(a, b, "tree walk and scanner differ on {e}");
+        !a.is_empty()
+    };
     for e in yes {
         assert!(p.matches(e), "{pattern} should match {e}");
+        assert!(compiled(e), "compiled: {pattern} should match {e}");
     }
     for e in no {
         assert!(!p.matches(e), "{pattern} should not match {e}");
+        assert!(!compiled(e), "compiled: {pattern} should not match {e}");
     }
 }
 
@@ -141,6 +152,7 @@ fn numeric_cidr_exists() {
         &[json!({"ip": "192.168.1.1"}), json!({"ip": "nope"})],
     );
     check(json!({"ip": [{"cidr": "2001:db8::/32"}]}), &[json!({"ip": "2001:db8::1"})], &[json!({"ip": "2001:db9::1"})]);
+    check(json!({"ip": [{"cidr": "2001:db8::1"}]}), &[json!({"ip": "2001:db8::1"})], &[json!({"ip": "2001:db8::2"})]);
     check(
         json!({"d": {"error": [{"exists": true}]}}),
         &[json!({"d": {"error": "x"}}), json!({"d": {"error": null}})],
@@ -189,7 +201,8 @@ fn refusals_name_the_path_and_reason() {
         json!({"n": [{"numeric": ["<", 5, ">", 1]}]}),
         "n[0].numeric: with two comparisons, give the lower bound (> or >=) first, then the upper (< or <=)",
     );
-    refuse(json!({"n": [{"numeric": [">", 6e9]}]}), "n[0].numeric: 6000000000 is beyond the supported range of ±5e9");
+    refuse(json!({"n": [{"numeric": [">", 1e16]}]}), "n[0].numeric: 10000000000000000 is beyond the supported range of ±2^53 (9007199254740992)");
+    check(json!({"time": [{"numeric": [">=", 1700000000000i64, "<", 1700000001000i64]}]}), &[json!({"time": 1700000000999i64})], &[json!({"time": 1700000001000i64})]);
     refuse(json!({"w": [{"wildcard": "a**b"}]}), "w[0].wildcard: consecutive '*' characters are not allowed");
     refuse(json!({"$or": [{"a": [1]}]}), "$or: $or takes an array of at least two patterns");
     refuse(json!({"ip": [{"cidr": "10.0.0.0/33"}]}), "ip[0].cidr: \"10.0.0.0/33\" is not an IPv4 or IPv6 CIDR block");
