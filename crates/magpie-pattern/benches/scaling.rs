@@ -124,8 +124,11 @@ fn run(events: &[Vec<u8>], sample: &[Value], passes: usize, generate: fn(usize, 
     println!("|---:|---:|---:|---:|---:|");
     let mut base = 0.0;
     for n in [10, 100, 1_000, 10_000] {
-        let patterns: Vec<(usize, Pattern)> =
-            generate(n, sample).iter().enumerate().map(|(i, p)| (i, Pattern::parse(p).expect("valid pattern"))).collect();
+        let patterns: Vec<(usize, Pattern)> = generate(n, sample)
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i, Pattern::parse(p).expect("valid pattern")))
+            .collect();
         let started = Instant::now();
         let matcher = Matcher::build(patterns);
         let build_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -147,6 +150,10 @@ fn run(events: &[Vec<u8>], sample: &[Value], passes: usize, generate: fn(usize, 
         if n == 10 {
             base = eps;
         }
-        println!("| {n} | {build_ms:.1} | {eps:.0} | {:.2} | {:.2} |", matched as f64 / events.len() as f64, eps / base);
+        println!(
+            "| {n} | {build_ms:.1} | {eps:.0} | {:.2} | {:.2} |",
+            matched as f64 / events.len() as f64,
+            eps / base
+        );
     }
 }

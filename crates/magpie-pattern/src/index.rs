@@ -76,6 +76,9 @@ fn push_unique(v: &mut Vec<CondId>, c: CondId) {
     }
 }
 
+/// An IP family (IPv6?) and a prefix length.
+type CidrFamily = (bool, u8);
+
 /// Everything the conditions of one path ask of its values.
 #[derive(Debug, Default)]
 pub(crate) struct FieldIndex {
@@ -97,7 +100,7 @@ pub(crate) struct FieldIndex {
     /// Numeric ranges.
     numeric: crate::ranges::Ranges,
     /// CIDR blocks by (IPv6?, prefix length), then network.
-    cidr: Vec<((bool, u8), HashMap<ipnet::IpNet, Vec<CondId>>)>,
+    cidr: Vec<(CidrFamily, HashMap<ipnet::IpNet, Vec<CondId>>)>,
     /// Checked one by one.
     others: Vec<(Leaf, CondId)>,
 }

@@ -485,12 +485,12 @@ impl<Id: Clone> Matcher<Id> {
         self.complete(st);
         let epoch = st.epoch;
         let pending: Vec<u32> = st.verify.iter().copied().filter(|&r| st.rule_epoch[r as usize] != epoch).collect();
-        if !pending.is_empty() || !self.interpreted.is_empty() {
-            if let Some(event) = event() {
-                for r in pending.into_iter().chain(self.interpreted.iter().copied()) {
-                    if self.patterns[r as usize].matches(&event) {
-                        st.matched.push(r);
-                    }
+        if (!pending.is_empty() || !self.interpreted.is_empty())
+            && let Some(event) = event()
+        {
+            for r in pending.into_iter().chain(self.interpreted.iter().copied()) {
+                if self.patterns[r as usize].matches(&event) {
+                    st.matched.push(r);
                 }
             }
         }

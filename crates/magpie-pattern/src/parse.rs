@@ -366,7 +366,10 @@ fn numeric(v: &Value, at: &str) -> Result<NumericRange, PatternError> {
             other => return Err(PatternError::new(at, format!("the operand of {op:?} must be a number, got {other}"))),
         };
         if n.abs() > NUMERIC_LIMIT {
-            return Err(PatternError::new(at, format!("{n} is beyond the supported range of ±2^53 (9007199254740992)")));
+            return Err(PatternError::new(
+                at,
+                format!("{n} is beyond the supported range of ±2^53 (9007199254740992)"),
+            ));
         }
         parts.push((op, n, i));
     }

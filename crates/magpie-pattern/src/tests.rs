@@ -201,8 +201,15 @@ fn refusals_name_the_path_and_reason() {
         json!({"n": [{"numeric": ["<", 5, ">", 1]}]}),
         "n[0].numeric: with two comparisons, give the lower bound (> or >=) first, then the upper (< or <=)",
     );
-    refuse(json!({"n": [{"numeric": [">", 1e16]}]}), "n[0].numeric: 10000000000000000 is beyond the supported range of ±2^53 (9007199254740992)");
-    check(json!({"time": [{"numeric": [">=", 1700000000000i64, "<", 1700000001000i64]}]}), &[json!({"time": 1700000000999i64})], &[json!({"time": 1700000001000i64})]);
+    refuse(
+        json!({"n": [{"numeric": [">", 1e16]}]}),
+        "n[0].numeric: 10000000000000000 is beyond the supported range of ±2^53 (9007199254740992)",
+    );
+    check(
+        json!({"time": [{"numeric": [">=", 1700000000000i64, "<", 1700000001000i64]}]}),
+        &[json!({"time": 1700000000999i64})],
+        &[json!({"time": 1700000001000i64})],
+    );
     refuse(json!({"w": [{"wildcard": "a**b"}]}), "w[0].wildcard: consecutive '*' characters are not allowed");
     refuse(json!({"$or": [{"a": [1]}]}), "$or: $or takes an array of at least two patterns");
     refuse(json!({"ip": [{"cidr": "10.0.0.0/33"}]}), "ip[0].cidr: \"10.0.0.0/33\" is not an IPv4 or IPv6 CIDR block");

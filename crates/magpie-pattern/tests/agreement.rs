@@ -77,7 +77,8 @@ fn operator() -> BoxedStrategy<Value> {
             .prop_map(|(n, op)| json!({"numeric": [op, n]})),
         (prop::sample::select(&NUMBERS[..]), 0.0..500.0f64)
             .prop_map(|(lo, span)| json!({"numeric": [">=", lo, "<", lo + span]})),
-        prop::sample::select(&["10.0.0.0/8", "2001:db8::/32", "10.0.0.1", "2001:db8::1", "0.0.0.0/0"][..]).prop_map(|c| json!({"cidr": c})),
+        prop::sample::select(&["10.0.0.0/8", "2001:db8::/32", "10.0.0.1", "2001:db8::1", "0.0.0.0/0"][..])
+            .prop_map(|c| json!({"cidr": c})),
         any::<bool>().prop_map(|b| json!({"exists": b})),
         string().prop_map(|s| json!({"contain": s})),
         prop::sample::select(&KEYS[..]).prop_map(|k| json!({"array": format!("{{\"{k}\": [\"x\"]}}")})),
