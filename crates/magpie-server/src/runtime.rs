@@ -177,8 +177,12 @@ pub async fn apply(
     }
     // The merged whole must still hold together (e.g. a deleted flow no rule targets).
     merged.validate(&KnownNames::default()).map_err(|e| ApiError::conflict(e.to_string()))?;
-    let rt =
-        compile(&merged).map_err(|e| ApiError::internal(format!("the merged configuration does not compile: {e}")))?;
+    // Compiling thousands of rules takes milliseconds: do it off the async workers. Routing goes
+    // on with the runtime in force until the new one is swapped in.
+    let rt = tokio::task::spawn_blocking(move || compile(&merged))
+        .await
+        .map_err(|e| ApiError::internal(format!("compiling the configuration: {e}")))?
+        .map_err(|e| ApiError::internal(format!("the merged configuration does not compile: {e}")))?;
     for (kind, key) in deletes {
         changes.push(ConfigChange::Delete { kind, key });
     }
