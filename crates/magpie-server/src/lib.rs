@@ -5,6 +5,7 @@
 //! listener the caller binds (tests bind port 0).
 
 mod api;
+pub mod delivery;
 pub mod error;
 pub mod ingest;
 mod metrics;

@@ -3,22 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use magpie_connectors::{Answer, Destination, build_request, classify, redact_url, transport_failure};
 use magpie_core::config::LogLevel;
-use magpie_core::{ErrorType, Retry};
 use magpie_flow::{Checkpoint, Effects, Message, RunOutcome, Runner, SendRequest, SendResult, StepRecord};
 use magpie_store::{AttemptRow, Job, JobEnd, Journal, StepRow};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
 use crate::runtime::Runtime;
-use crate::{AppState, Metrics};
-
-/// The default wait for a platform's answer.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_RESPONSE_BYTES: usize = 4_096;
+use crate::{AppState, Metrics, delivery};
 
 pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(state.concurrency));
@@ -154,109 +148,35 @@ struct JobEffects<'a> {
     rt: Arc<Runtime>,
 }
 
-impl JobEffects<'_> {
-    fn config_failure(&self, req: &SendRequest, reason: String) -> SendResult {
-        SendResult::Failed {
-            error_type: ErrorType::new("FLOW", "CONFIG"),
-            retry: Retry::No,
-            retry_after: None,
-            message: format!("connection {:?}: {reason}", req.connection),
-        }
-    }
-}
-
 impl Effects for JobEffects<'_> {
     async fn send(&self, req: SendRequest) -> SendResult {
         let Some(conn) = self.rt.connections.get(&req.connection) else {
-            return self.config_failure(&req, "no such connection".into());
+            return delivery::config_failure(&req.connection, "no such connection");
         };
-        let env = self.state.env.as_ref();
-        let webhook = match magpie_core::env::resolve(&conn.webhook, env) {
-            Ok(w) => w,
-            Err(r) => return self.config_failure(&req, format!("webhook: {r}")),
+        let dest = match delivery::destination(conn, self.state.env.as_ref()) {
+            Ok(d) => d,
+            Err(reason) => return delivery::config_failure(&req.connection, &reason),
         };
-        let secret = match conn.secret.as_deref().map(|s| magpie_core::env::resolve(s, env)).transpose() {
-            Ok(s) => s,
-            Err(r) => return self.config_failure(&req, format!("secret: {r}")),
-        };
-        let dest = Destination { platform: conn.platform, webhook, secret, keywords: conn.keywords.clone() };
-        let ns = conn.platform.error_namespace();
         let started_at = magpie_core::now_ms();
-        let mut row = AttemptRow {
+        let a =
+            delivery::deliver(&self.state.http, &dest, &req.message, conn.timeout.unwrap_or(delivery::DEFAULT_TIMEOUT))
+                .await;
+        let row = AttemptRow {
             ordinal: req.ordinal,
             attempt: req.attempt,
             connection: req.connection.clone(),
             platform: conn.platform.as_str().into(),
-            url: redact_url(&dest.webhook),
-            request: Value::Null,
-            status_code: None,
-            response: None,
+            url: a.url,
+            request: a.request,
+            status_code: a.status_code,
+            response: a.response,
             outcome: "failed".into(),
             error_type: None,
             error: None,
             started_at,
-            duration_ms: 0,
+            duration_ms: a.duration.as_millis() as i64,
         };
-        let http = match build_request(&dest, &req.message, started_at) {
-            Ok(h) => h,
-            Err(e) => {
-                let result = SendResult::Failed {
-                    error_type: ErrorType::new(ns, "BAD_REQUEST"),
-                    retry: Retry::No,
-                    retry_after: None,
-                    message: e.to_string(),
-                };
-                return self.record_attempt(row, result).await;
-            }
-        };
-        row.url = redact_url(&http.url);
-        row.request = masked(&http.body);
-        let clock = Instant::now();
-        let sent = self
-            .state
-            .http
-            .post(&http.url)
-            .header("content-type", "application/json; charset=utf-8")
-            .body(http.body_bytes())
-            .timeout(conn.timeout.unwrap_or(DEFAULT_TIMEOUT))
-            .send()
-            .await;
-        let result = match sent {
-            Err(e) => {
-                let f = transport_failure(e.is_timeout(), &without_url(&e));
-                SendResult::Failed {
-                    error_type: ErrorType::new(ns, f.kind),
-                    retry: f.retry,
-                    retry_after: None,
-                    message: f.message,
-                }
-            }
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let headers: Vec<(String, String)> = resp
-                    .headers()
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-                    .collect();
-                let body = resp.bytes().await.unwrap_or_default();
-                row.status_code = Some(status);
-                row.response = Some(String::from_utf8_lossy(&body[..body.len().min(MAX_RESPONSE_BYTES)]).into_owned());
-                match classify(conn.platform, status, &headers, &body) {
-                    Answer::Delivered => SendResult::Delivered,
-                    Answer::Failed(f) => SendResult::Failed {
-                        error_type: ErrorType::new(ns, f.kind),
-                        retry: f.retry,
-                        retry_after: f.retry_after,
-                        message: match f.code {
-                            Some(c) => format!("{c} {}", f.message),
-                            None => f.message,
-                        },
-                    },
-                }
-            }
-        };
-        row.duration_ms = clock.elapsed().as_millis() as i64;
-        self.record_attempt(row, result).await
+        self.record_attempt(row, a.result).await
     }
 
     async fn record(&self, rec: StepRecord) {
@@ -307,28 +227,4 @@ impl JobEffects<'_> {
         }
         result
     }
-}
-
-/// The request body as stored in traces: the signature masked.
-fn masked(body: &Value) -> Value {
-    let mut b = body.clone();
-    if b.get("sign").is_some() {
-        b["sign"] = json!("***");
-    }
-    b
-}
-
-/// A transport error's text without the URL (which holds the robot's key).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(u) = e.url() {
-        text = text.replace(u.as_str(), &redact_url(u.as_str()));
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -7,10 +7,11 @@ use std::sync::Mutex;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
-use magpie_connectors::{Answer, Destination, build_request, classify, redact_url, transport_failure};
+use magpie_connectors::{Destination, build_request, redact_url};
 use magpie_core::config::{ConnectionSpec, FlowSpec, LogLevel};
 use magpie_core::{ConfigDocument, ErrorType, Retry};
 use magpie_flow::{Checkpoint, Effects, Flow, Message, RunOutcome, Runner, SendRequest, SendResult, StepRecord};
+use magpie_server::delivery;
 use serde_json::{Value, json};
 
 use crate::{Exit, invalid};
@@ -75,89 +76,56 @@ impl Effects for Offline {
 
 impl Offline {
     async fn try_send(&self, req: &SendRequest) -> SendResult {
-        let fail = |ns: &str, kind: &str, retry, message: String| SendResult::Failed {
-            error_type: ErrorType::new(ns, kind),
-            retry,
-            retry_after: None,
-            message,
-        };
         let Some(conn) = self.connections.get(&req.connection) else {
+            let m = &req.message;
             println!(
                 "    would send via {:?} (not defined here): {}",
                 req.connection,
-                json!({"kind": req.message.kind, "title": req.message.title, "content": req.message.content})
+                json!({"kind": m.kind, "title": m.title, "content": m.content})
             );
             return SendResult::Delivered;
         };
         let env = |k: &str| std::env::var(k).ok();
-        let resolve = |s: &str| magpie_core::env::resolve(s, env);
-        let (webhook, secret) = if self.send {
-            match (resolve(&conn.webhook), conn.secret.as_deref().map(resolve).transpose()) {
-                (Ok(w), Ok(s)) => (w, s),
-                (Err(r), _) | (_, Err(r)) => {
-                    return fail("FLOW", "CONFIG", Retry::No, format!("connection {:?}: {r}", conn.name));
-                }
-            }
-        } else {
-            // A dry run needs no real secrets: unresolved references are shown as they are.
-            (
-                resolve(&conn.webhook).unwrap_or_else(|_| conn.webhook.clone()),
-                conn.secret.as_deref().map(|s| resolve(s).unwrap_or_else(|_| s.to_string())),
-            )
-        };
-        let ns = conn.platform.error_namespace();
-        let dest = Destination { platform: conn.platform, webhook, secret, keywords: conn.keywords.clone() };
-        let http = match build_request(&dest, &req.message, magpie_core::now_ms()) {
-            Ok(h) => h,
-            Err(e) => return fail(ns, "BAD_REQUEST", Retry::No, e.to_string()),
-        };
         if !self.send {
-            println!(
-                "    would POST {}\n    {}",
-                redact_url(&http.url),
-                serde_json::to_string(&http.body).unwrap_or_default()
-            );
-            return SendResult::Delivered;
-        }
-        println!("    POST {} (attempt {})", redact_url(&http.url), req.attempt);
-        let sent = self
-            .http
-            .post(&http.url)
-            .json(&http.body)
-            .timeout(conn.timeout.unwrap_or(std::time::Duration::from_secs(10)))
-            .send()
-            .await;
-        match sent {
-            Err(e) => {
-                let f = transport_failure(e.is_timeout(), &e.without_url().to_string());
-                println!("    → {}: {}", f.kind, f.message);
-                SendResult::Failed {
-                    error_type: ErrorType::new(ns, f.kind),
-                    retry: f.retry,
+            // A dry run needs no real secrets: unresolved references are shown as they are.
+            let resolve = |s: &str| magpie_core::env::resolve(s, env).unwrap_or_else(|_| s.to_string());
+            let dest = Destination {
+                platform: conn.platform,
+                webhook: resolve(&conn.webhook),
+                secret: conn.secret.as_deref().map(resolve),
+                keywords: conn.keywords.clone(),
+            };
+            return match build_request(&dest, &req.message, magpie_core::now_ms()) {
+                Ok(http) => {
+                    println!(
+                        "    would POST {}\n    {}",
+                        redact_url(&http.url),
+                        serde_json::to_string(&http.body).unwrap_or_default()
+                    );
+                    SendResult::Delivered
+                }
+                Err(e) => SendResult::Failed {
+                    error_type: ErrorType::new(conn.platform.error_namespace(), "BAD_REQUEST"),
+                    retry: Retry::No,
                     retry_after: None,
-                    message: f.message,
-                }
-            }
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let headers: Vec<(String, String)> = resp
-                    .headers()
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
-                    .collect();
-                let body = resp.bytes().await.unwrap_or_default();
-                println!("    → HTTP {status} {}", String::from_utf8_lossy(&body));
-                match classify(conn.platform, status, &headers, &body) {
-                    Answer::Delivered => SendResult::Delivered,
-                    Answer::Failed(f) => SendResult::Failed {
-                        error_type: ErrorType::new(ns, f.kind),
-                        retry: f.retry,
-                        retry_after: f.retry_after,
-                        message: f.message,
-                    },
-                }
-            }
+                    message: e.to_string(),
+                },
+            };
         }
+        let dest = match delivery::destination(conn, &env) {
+            Ok(d) => d,
+            Err(reason) => return delivery::config_failure(&conn.name, &reason),
+        };
+        let a =
+            delivery::deliver(&self.http, &dest, &req.message, conn.timeout.unwrap_or(delivery::DEFAULT_TIMEOUT)).await;
+        println!("    POST {} (attempt {})", a.url, req.attempt);
+        if let (Some(status), Some(body)) = (a.status_code, &a.response) {
+            println!("    → HTTP {status} {body}");
+        }
+        if let SendResult::Failed { error_type, message, .. } = &a.result {
+            println!("    → {error_type}: {message}");
+        }
+        a.result
     }
 }
 
