@@ -5,7 +5,7 @@
 //! [`ConfigDocument::validate`] checks what parsing cannot: names, references between objects
 //! and duplicates. Patterns and expressions are checked by their own crates.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -173,8 +173,8 @@ pub struct TriggerSpec {
     /// The trigger kind.
     #[serde(rename = "type", default)]
     pub kind: TriggerKind,
-    /// The listen path (监听路径). Reserved for `POST /hooks/{path}`, which is not served yet:
-    /// a flow that sets it is refused.
+    /// The listen path (监听路径): `POST /hooks/{path}` starts the flow with the request body as
+    /// its payload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 }
@@ -481,7 +481,17 @@ impl ConfigDocument {
         }
         let mut flows: HashSet<&str> = known.flows.iter().map(String::as_str).collect();
         let mut seen = HashSet::new();
+        let mut paths: HashMap<&str, &str> = HashMap::new();
         for (i, f) in self.flows.iter().enumerate() {
+            if let Some(p) = f.trigger.path.as_deref()
+                && let Some(other) = paths.insert(p, &f.name)
+                && other != f.name
+            {
+                return Err(ConfigError::new(
+                    format!("flows[{i}].trigger.path"),
+                    format!("{p:?} is already the listen path of flow {other:?}"),
+                ));
+            }
             let at = format!("flows[{i}]");
             f.validate(&at, &|c| connections.contains(c))?;
             if !seen.insert(f.name.as_str()) {
@@ -580,12 +590,8 @@ impl FlowSpec {
     /// Checks the flow's own fields and the connections it names; `at` is its path for errors.
     pub fn validate(&self, at: &str, connection_exists: &dyn Fn(&str) -> bool) -> Result<(), ConfigError> {
         check_name(&self.name).map_err(|r| ConfigError::new(format!("{at}.name"), r))?;
-        if self.trigger.path.is_some() {
-            // Refused rather than silently ignored until /hooks/{path} is served.
-            return Err(ConfigError::new(
-                format!("{at}.trigger.path"),
-                "HTTP listen paths (/hooks/{path}) are not supported yet; route events to the flow with a rule",
-            ));
+        if let Some(path) = &self.trigger.path {
+            check_listen_path(path).map_err(|r| ConfigError::new(format!("{at}.trigger.path"), r))?;
         }
         if self.steps.is_empty() {
             return Err(ConfigError::new(format!("{at}.steps"), "a flow needs at least one step"));
@@ -647,6 +653,24 @@ fn validate_steps(steps: &[StepSpec], at: &str, connection_exists: &dyn Fn(&str)
         }
     }
     Ok(())
+}
+
+/// Checks a listen path: 1–128 characters of letters, digits, `-`, `_`, `.` and `/`, without
+/// `..`, and not starting or ending with `/`.
+pub fn check_listen_path(path: &str) -> Result<(), String> {
+    let ok = !path.is_empty()
+        && path.len() <= 128
+        && path.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        && !path.contains("..")
+        && !path.starts_with('/')
+        && !path.ends_with('/');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path:?} is not a listen path: use letters, digits, '-', '_', '.' and inner '/', e.g. ebtestwecom (served at POST /hooks/ebtestwecom)"
+        ))
+    }
 }
 
 fn check_var(name: &str, at: &str) -> Result<(), ConfigError> {

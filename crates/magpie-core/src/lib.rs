@@ -17,6 +17,13 @@ pub use outbound::{OutboundMessage, Retry};
 /// The bus that exists from the start: the cloud-service event set (云服务事件集).
 pub const DEFAULT_BUS: &str = "default";
 
+/// The internal bus that holds requests to flows' listen paths (`POST /hooks/{path}`). Its name
+/// is not a valid bus name, so no one can create it or put events on it.
+pub const HOOKS_BUS: &str = "_hooks";
+
+/// The rule name shown for flow runs started by a listen path.
+pub const HOOK_RULE: &str = "(listen path)";
+
 /// Milliseconds since the Unix epoch now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)

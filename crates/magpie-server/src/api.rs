@@ -42,6 +42,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/patterns/test", post(test_pattern))
         .route("/v1/events/{id}/trace", get(trace))
         .route("/v1/templates", get(templates))
+        .route("/hooks/{*path}", post(hook))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
@@ -339,6 +340,52 @@ async fn put_events(State(state): S, Path(bus): Path<String>, headers: HeaderMap
         return Ok((StatusCode::BAD_REQUEST, Json(a)).into_response());
     }
     Ok(Json(answer).into_response())
+}
+
+/// `POST /hooks/{path}`: starts the flow listening on `path` with the request body as payload.
+/// The request is stored before the answer (202 with its id, traceable like any event).
+async fn hook(State(state): S, Path(path): Path<String>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+    let flow = state
+        .runtime
+        .get()
+        .hooks
+        .get(&path)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no flow listens on /hooks/{path}")))?;
+    let payload = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    // Credentials stay out of the stored request.
+    let kept: serde_json::Map<String, Value> = headers
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "authorization" | "proxy-authorization" | "cookie"))
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), json!(v.to_str().ok()?))))
+        .collect();
+    let now = magpie_core::now_ms();
+    let id = uuid::Uuid::now_v7().to_string();
+    let envelope = json!({
+        "specversion": "1.0", "id": id, "source": "magpie.hooks", "type": format!("magpie:hook:{path}"),
+        "time": now, "data": payload, "hook": {"path": path, "headers": kept},
+    });
+    let event = Event::accept(envelope, &state.limits, now, || id.clone()).map_err(|e| match e {
+        magpie_core::EventError::TooLarge { .. } => ApiError::too_large(e.to_string()),
+        other => ApiError::bad_request(other.to_string()),
+    })?;
+    state
+        .store
+        .append_routed(
+            magpie_core::HOOKS_BUS,
+            NewEvent { id: event.id.clone(), time_ms: now, body: event.body },
+            magpie_core::HOOK_RULE,
+            &flow,
+        )
+        .await?;
+    Metrics::inc(&state.metrics.events_accepted);
+    Metrics::inc(&state.metrics.jobs_created);
+    state.wake_workers.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": event.id, "flow": flow}))).into_response())
 }
 
 async fn trace(State(state): S, Path(id): Path<String>) -> ApiResult {

@@ -27,6 +27,8 @@ pub struct Runtime {
     pub connections: BTreeMap<String, ConnectionSpec>,
     /// The matcher of each bus over its enabled rules (ids are rule names).
     pub matchers: HashMap<String, Matcher<String>>,
+    /// Listen paths (`POST /hooks/{path}`) to flow names.
+    pub hooks: HashMap<String, String>,
 }
 
 impl Runtime {
@@ -112,6 +114,9 @@ fn compile(doc: &ConfigDocument) -> Result<Runtime, ConfigError> {
     }
     for (i, f) in doc.flows.iter().enumerate() {
         let flow = Flow::compile(f).map_err(|e| ConfigError::new(format!("flows[{i}].{}", e.path), e.reason))?;
+        if let Some(path) = &f.trigger.path {
+            rt.hooks.insert(path.clone(), f.name.clone());
+        }
         rt.flows.insert(f.name.clone(), (f.clone(), Arc::new(flow)));
     }
     let mut patterns: HashMap<String, Vec<(String, Pattern)>> = HashMap::new();

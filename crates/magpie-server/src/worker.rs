@@ -128,6 +128,16 @@ async fn prepare(state: &AppState, job: &Job) -> Result<(Arc<Runtime>, Message, 
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("event #{} is missing from the log", job.event_seq))?;
     let journal = state.store.journal(job.id).await.map_err(|e| e.to_string())?;
+    if job.bus == magpie_core::HOOKS_BUS {
+        // A request to the flow's listen path: its body is the payload, its path and headers the attributes.
+        let mut msg = Message::new(event.id.clone(), event.body.get("data").cloned().unwrap_or(Value::Null));
+        msg.attrs.insert("flow".into(), json!(job.flow));
+        msg.attrs.insert("event_id".into(), json!(event.id));
+        if let Some(Value::Object(hook)) = event.body.get("hook") {
+            msg.attrs.extend(hook.clone());
+        }
+        return Ok((state.runtime.get(), msg, checkpoint(&journal)));
+    }
     let mut msg = Message::new(event.id.clone(), event.body.clone());
     for (k, v) in [
         ("bus", json!(job.bus)),

@@ -272,7 +272,10 @@ pub trait Store: Send + Sync + 'static {
     async fn list_objects(&self, kind: Kind) -> Result<Vec<(String, Value)>>;
     /// Appends events to a bus; returns only after they are durable.
     async fn append_events(&self, bus: &str, events: Vec<NewEvent>) -> Result<Vec<Appended>>;
-    /// Events after the router cursor, oldest first.
+    /// Stores an event on `bus` already routed to `flow` under the name `rule`, with its job, in
+    /// one transaction (requests to a flow's listen path). Returns the event's sequence number.
+    async fn append_routed(&self, bus: &str, event: NewEvent, rule: &str, flow: &str) -> Result<i64>;
+    /// Events after the router cursor not yet routed, oldest first.
     async fn unrouted_events(&self, limit: usize) -> Result<Vec<StoredEvent>>;
     /// Records routings, creates their jobs and advances the cursor, in one transaction.
     async fn commit_routing(&self, routed: Vec<Routed>, now_ms: i64) -> Result<usize>;

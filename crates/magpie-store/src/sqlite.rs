@@ -297,6 +297,27 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn append_routed(&self, bus: &str, event: NewEvent, rule: &str, flow: &str) -> Result<i64> {
+        let (bus, rule, flow) = (bus.to_string(), rule.to_string(), flow.to_string());
+        let now = magpie_core::now_ms();
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO events (bus, id, body, time_ms, received_at, routed, matched) VALUES (?1, ?2, ?3, ?4, ?5, 1, '[]')",
+                params![bus, event.id, event.body.to_string(), event.time_ms, now],
+            )
+            .map_err(db)?;
+            let seq = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO jobs (event_seq, event_id, bus, rule, flow, status, next_attempt_at, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
+                params![seq, event.id, bus, rule, flow, now],
+            )
+            .map_err(db)?;
+            Ok(seq)
+        })
+        .await
+    }
+
     async fn unrouted_events(&self, limit: usize) -> Result<Vec<StoredEvent>> {
         self.call(move |conn| {
             let cursor: i64 = conn
@@ -306,7 +327,7 @@ impl Store for SqliteStore {
                 .unwrap_or(0);
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT seq, bus, id, body, received_at FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    "SELECT seq, bus, id, body, received_at FROM events WHERE seq > ?1 AND routed = 0 ORDER BY seq LIMIT ?2",
                 )
                 .map_err(db)?;
             let rows = stmt.query_map(params![cursor, limit as i64], read_event).map_err(db)?;

@@ -4,6 +4,7 @@ mod bad_input;
 mod crash;
 mod demo;
 mod harness;
+mod hooks;
 mod ingest;
 mod offline;
 mod retries;
