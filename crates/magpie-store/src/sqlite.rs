@@ -14,7 +14,16 @@ use tokio::sync::oneshot;
 
 use crate::*;
 
-type Request = Box<dyn FnOnce(&mut Connection) + Send>;
+/// Work for the database thread.
+enum Request {
+    /// Any transaction.
+    Run(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// Appends of events: those waiting together are committed in one transaction (group commit).
+    Append { bus: String, events: Vec<NewEvent>, reply: oneshot::Sender<Result<Vec<Appended>>> },
+}
+
+/// Most appends committed together.
+const GROUP_COMMIT_MAX: usize = 512;
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -119,8 +128,33 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("magpie-sqlite".into())
             .spawn(move || {
-                while let Ok(req) = rx.recv() {
-                    req(&mut conn);
+                let mut next: Option<Request> = None;
+                loop {
+                    let req = match next.take() {
+                        Some(r) => r,
+                        None => match rx.recv() {
+                            Ok(r) => r,
+                            Err(_) => break,
+                        },
+                    };
+                    match req {
+                        Request::Run(f) => f(&mut conn),
+                        Request::Append { bus, events, reply } => {
+                            // Take every append already waiting, so one commit (one fsync) serves them all.
+                            let mut group = vec![(bus, events, reply)];
+                            while group.len() < GROUP_COMMIT_MAX {
+                                match rx.try_recv() {
+                                    Ok(Request::Append { bus, events, reply }) => group.push((bus, events, reply)),
+                                    Ok(other) => {
+                                        next = Some(other);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
+                            append_group(&mut conn, group);
+                        }
+                    }
                 }
             })
             .map_err(|e| StoreError::Database(format!("starting the database thread: {e}")))?;
@@ -133,9 +167,9 @@ impl SqliteStore {
     ) -> Result<T> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Box::new(move |conn| {
+            .send(Request::Run(Box::new(move |conn| {
                 let _ = done.send(f(conn));
-            }))
+            })))
             .map_err(|_| StoreError::Closed)?;
         wait.await.map_err(|_| StoreError::Closed)?
     }
@@ -148,6 +182,55 @@ impl SqliteStore {
             Ok(out)
         })
         .await
+    }
+}
+
+type AppendGroup = Vec<(String, Vec<NewEvent>, oneshot::Sender<Result<Vec<Appended>>>)>;
+
+/// Commits a group of appends in one transaction and answers each; if the commit fails, every
+/// caller gets the error (nothing was stored).
+fn append_group(conn: &mut Connection, group: AppendGroup) {
+    let now = magpie_core::now_ms();
+    let run = |conn: &mut Connection, group: &AppendGroup| -> Result<Vec<Vec<Appended>>> {
+        let tx = conn.transaction().map_err(db)?;
+        let mut all = Vec::with_capacity(group.len());
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO events (bus, id, body, time_ms, received_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (bus, id) DO NOTHING",
+                )
+                .map_err(db)?;
+            let mut find = tx.prepare_cached("SELECT seq FROM events WHERE bus = ?1 AND id = ?2").map_err(db)?;
+            for (bus, events, _) in group {
+                let mut out = Vec::with_capacity(events.len());
+                for e in events {
+                    let n = insert.execute(params![bus, e.id, e.body.to_string(), e.time_ms, now]).map_err(db)?;
+                    if n == 1 {
+                        out.push(Appended::Stored(tx.last_insert_rowid()));
+                    } else {
+                        let seq: i64 = find.query_row(params![bus, e.id], |r| r.get(0)).map_err(db)?;
+                        out.push(Appended::Duplicate(seq));
+                    }
+                }
+                all.push(out);
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(all)
+    };
+    match run(conn, &group) {
+        Ok(all) => {
+            for ((_, _, reply), out) in group.into_iter().zip(all) {
+                let _ = reply.send(Ok(out));
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            for (_, _, reply) in group {
+                let _ = reply.send(Err(StoreError::Database(msg.clone())));
+            }
+        }
     }
 }
 
@@ -272,29 +355,9 @@ impl Store for SqliteStore {
     }
 
     async fn append_events(&self, bus: &str, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
-        let bus = bus.to_string();
-        let now = magpie_core::now_ms();
-        self.tx(move |tx| {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO events (bus, id, body, time_ms, received_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-                     ON CONFLICT (bus, id) DO NOTHING",
-                )
-                .map_err(db)?;
-            let mut find = tx.prepare_cached("SELECT seq FROM events WHERE bus = ?1 AND id = ?2").map_err(db)?;
-            let mut out = Vec::with_capacity(events.len());
-            for e in events {
-                let n = insert.execute(params![bus, e.id, e.body.to_string(), e.time_ms, now]).map_err(db)?;
-                if n == 1 {
-                    out.push(Appended::Stored(tx.last_insert_rowid()));
-                } else {
-                    let seq: i64 = find.query_row(params![bus, e.id], |r| r.get(0)).map_err(db)?;
-                    out.push(Appended::Duplicate(seq));
-                }
-            }
-            Ok(out)
-        })
-        .await
+        let (reply, wait) = oneshot::channel();
+        self.tx.send(Request::Append { bus: bus.to_string(), events, reply }).map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn append_routed(&self, bus: &str, event: NewEvent, rule: &str, flow: &str) -> Result<i64> {
@@ -550,6 +613,36 @@ mod tests {
 
     fn ev(id: &str) -> NewEvent {
         NewEvent { id: id.into(), time_ms: 1, body: json!({"id": id, "source": "s"}) }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_are_grouped_without_losing_or_doubling() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(SqliteStore::open(&dir.path().join("m.db")).unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let s = s.clone();
+            // Requests 0 and 1 carry the same id: one is stored, the other is a duplicate.
+            let id = if i < 2 { "same".to_string() } else { format!("e{i}") };
+            tasks.push(tokio::spawn(async move { s.append_events("default", vec![ev(&id)]).await.unwrap() }));
+        }
+        let mut seqs = Vec::new();
+        let (mut stored, mut dups) = (0, 0);
+        for t in tasks {
+            match t.await.unwrap()[..] {
+                [Appended::Stored(seq)] => {
+                    stored += 1;
+                    seqs.push(seq)
+                }
+                [Appended::Duplicate(_)] => dups += 1,
+                ref other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((stored, dups), (199, 1));
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(seqs.len(), 199, "distinct sequence numbers");
+        assert_eq!(s.unrouted_events(1000).await.unwrap().len(), 199);
     }
 
     #[tokio::test]
