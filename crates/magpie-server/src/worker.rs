@@ -40,6 +40,15 @@ pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         if claimed > 0 && claimed == free {
             continue;
         }
+        if slots.available_permits() == 0 {
+            // Every slot is busy: a finishing run wakes us (it notifies), no need to poll.
+            tokio::select! {
+                _ = state.wake_workers.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        }
         let wait = match state.store.next_due().await {
             Ok(Some(at)) => Duration::from_millis((at - magpie_core::now_ms()).clamp(0, 1_000) as u64),
             _ => Duration::from_secs(1),
@@ -121,13 +130,19 @@ async fn finish(state: &AppState, job: &Job, end: JobEnd) {
 }
 
 async fn prepare(state: &AppState, job: &Job) -> Result<(Arc<Runtime>, Message, Checkpoint), String> {
-    let event = state
-        .store
-        .event_by_seq(job.event_seq)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("event #{} is missing from the log", job.event_seq))?;
-    let journal = state.store.journal(job.id).await.map_err(|e| e.to_string())?;
+    if !job.event.is_object() {
+        return Err(format!("event #{} is missing from the log", job.event_seq));
+    }
+    let event = magpie_store::StoredEvent {
+        seq: job.event_seq,
+        bus: job.bus.clone(),
+        id: job.event_id.clone(),
+        body: job.event.clone(),
+        received_at: 0,
+    };
+    // A first run has recorded nothing yet; a re-run resumes from what earlier runs recorded.
+    let journal =
+        if job.runs > 1 { state.store.journal(job.id).await.map_err(|e| e.to_string())? } else { Journal::default() };
     if job.bus == magpie_core::HOOKS_BUS {
         // A request to the flow's listen path: its body is the payload, its path and headers the attributes.
         let mut msg = Message::new(event.id.clone(), event.body.get("data").cloned().unwrap_or(Value::Null));

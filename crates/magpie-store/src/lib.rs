@@ -148,6 +148,8 @@ pub struct Job {
     pub flow: String,
     /// How many times the job has been claimed (this run included).
     pub runs: i64,
+    /// The event (returned with the claim, to save a read).
+    pub event: Value,
 }
 
 /// How a job run ended.

@@ -1,8 +1,12 @@
 //! The embedded SQLite backend.
 //!
 //! One thread owns the connection and runs every request in turn, so transactions never contend
-//! for SQLite's single writer lock. WAL with `synchronous=FULL`: a commit is on disk when the
-//! call returns.
+//! for SQLite's single writer lock. WAL mode. Event appends commit with `synchronous=FULL`: an
+//! acknowledged event is on disk, and appends waiting together share one commit (group commit).
+//! Everything else (routing, job state, step records, attempts) commits with `synchronous=NORMAL`:
+//! durable across a process crash; a power loss may drop the last of these commits, which at worst
+//! repeats a routing or a send — at-least-once delivery allows that, and the FULL commit of the
+//! next append makes all earlier commits durable too.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -120,7 +124,7 @@ impl SqliteStore {
         }
         let mut conn = Connection::open(path).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
@@ -191,6 +195,14 @@ type AppendGroup = Vec<(String, Vec<NewEvent>, oneshot::Sender<Result<Vec<Append
 /// caller gets the error (nothing was stored).
 fn append_group(conn: &mut Connection, group: AppendGroup) {
     let now = magpie_core::now_ms();
+    // Acknowledged events must be on disk: this commit waits for the fsync.
+    if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
+        let msg = e.to_string();
+        for (_, _, reply) in group {
+            let _ = reply.send(Err(StoreError::Database(msg.clone())));
+        }
+        return;
+    }
     let run = |conn: &mut Connection, group: &AppendGroup| -> Result<Vec<Vec<Appended>>> {
         let tx = conn.transaction().map_err(db)?;
         let mut all = Vec::with_capacity(group.len());
@@ -219,7 +231,9 @@ fn append_group(conn: &mut Connection, group: AppendGroup) {
         tx.commit().map_err(db)?;
         Ok(all)
     };
-    match run(conn, &group) {
+    let result = run(conn, &group);
+    let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+    match result {
         Ok(all) => {
             for ((_, _, reply), out) in group.into_iter().zip(all) {
                 let _ = reply.send(Ok(out));
@@ -452,10 +466,20 @@ impl Store for SqliteStore {
                         rule: r.get(4)?,
                         flow: r.get(5)?,
                         runs: r.get(6)?,
+                        event: Value::Null,
                     })
                 })
                 .map_err(db)?;
             let mut jobs = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?;
+            drop(stmt);
+            let mut body = tx.prepare_cached("SELECT body FROM events WHERE seq = ?1").map_err(db)?;
+            for j in &mut jobs {
+                let text: Option<String> = body.query_row([j.event_seq], |r| r.get(0)).optional().map_err(db)?;
+                j.event = match text {
+                    Some(t) => parse_json(&t)?,
+                    None => Value::Null,
+                };
+            }
             jobs.sort_by_key(|j| j.id);
             Ok(jobs)
         })
