@@ -130,40 +130,31 @@ async fn finish(state: &AppState, job: &Job, end: JobEnd) {
 }
 
 async fn prepare(state: &AppState, job: &Job) -> Result<(Arc<Runtime>, Message, Checkpoint), String> {
-    if !job.event.is_object() {
+    let body = &job.event;
+    if !body.is_object() {
         return Err(format!("event #{} is missing from the log", job.event_seq));
     }
-    let event = magpie_store::StoredEvent {
-        seq: job.event_seq,
-        bus: job.bus.clone(),
-        id: job.event_id.clone(),
-        body: job.event.clone(),
-        received_at: 0,
-    };
     // A first run has recorded nothing yet; a re-run resumes from what earlier runs recorded.
     let journal =
         if job.runs > 1 { state.store.journal(job.id).await.map_err(|e| e.to_string())? } else { Journal::default() };
+    let field = |k: &str| body.get(k).cloned().unwrap_or(Value::Null);
+    let mut msg;
     if job.bus == magpie_core::HOOKS_BUS {
         // A request to the flow's listen path: its body is the payload, its path and headers the attributes.
-        let mut msg = Message::new(event.id.clone(), event.body.get("data").cloned().unwrap_or(Value::Null));
-        msg.attrs.insert("flow".into(), json!(job.flow));
-        msg.attrs.insert("event_id".into(), json!(event.id));
-        if let Some(Value::Object(hook)) = event.body.get("hook") {
+        msg = Message::new(job.event_id.clone(), field("data"));
+        if let Some(Value::Object(hook)) = body.get("hook") {
             msg.attrs.extend(hook.clone());
         }
-        return Ok((state.runtime.get(), msg, checkpoint(&journal)));
+    } else {
+        msg = Message::new(job.event_id.clone(), body.clone());
+        for (k, v) in
+            [("bus", json!(job.bus)), ("rule", json!(job.rule)), ("source", field("source")), ("type", field("type"))]
+        {
+            msg.attrs.insert(k.into(), v);
+        }
     }
-    let mut msg = Message::new(event.id.clone(), event.body.clone());
-    for (k, v) in [
-        ("bus", json!(job.bus)),
-        ("rule", json!(job.rule)),
-        ("flow", json!(job.flow)),
-        ("event_id", json!(event.id)),
-        ("source", event.body.get("source").cloned().unwrap_or(Value::Null)),
-        ("type", event.body.get("type").cloned().unwrap_or(Value::Null)),
-    ] {
-        msg.attrs.insert(k.into(), v);
-    }
+    msg.attrs.insert("flow".into(), json!(job.flow));
+    msg.attrs.insert("event_id".into(), json!(job.event_id));
     Ok((state.runtime.get(), msg, checkpoint(&journal)))
 }
 
