@@ -287,8 +287,6 @@ pub trait Store: Send + Sync + 'static {
     async fn release_leases(&self) -> Result<usize>;
     /// The earliest time a pending job falls due.
     async fn next_due(&self) -> Result<Option<i64>>;
-    /// An event by sequence number.
-    async fn event_by_seq(&self, seq: i64) -> Result<Option<StoredEvent>>;
     /// Stores a step record (idempotent per ordinal).
     async fn record_step(&self, job_id: i64, row: StepRow) -> Result<()>;
     /// Stores a delivery attempt.

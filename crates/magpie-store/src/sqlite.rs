@@ -507,17 +507,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn event_by_seq(&self, seq: i64) -> Result<Option<StoredEvent>> {
-        self.call(move |conn| {
-            let row = conn
-                .query_row("SELECT seq, bus, id, body, received_at FROM events WHERE seq = ?1", [seq], read_event)
-                .optional()
-                .map_err(db)?;
-            row.map(to_event).transpose()
-        })
-        .await
-    }
-
     async fn record_step(&self, job_id: i64, row: StepRow) -> Result<()> {
         self.call(move |conn| {
             conn.execute(
