@@ -2,7 +2,8 @@
 //! records and delivery attempts.
 //!
 //! [`Store`] is the seam: every method is one transaction. [`SqliteStore`] is the embedded
-//! backend (WAL, `synchronous=FULL`, one writer thread), used by default with zero set-up.
+//! backend (WAL, one writer thread; event appends wait for the disk and are group-committed, job
+//! bookkeeping survives process crashes), used by default with zero set-up.
 
 mod sqlite;
 
