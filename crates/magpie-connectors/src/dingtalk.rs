@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use magpie_core::FailureKind::*;
 use magpie_core::config::MessageKind;
-use magpie_core::error_type::kinds::*;
 use serde_json::{Value, json};
 
 use crate::signing::{dingtalk_sign, url_encode};
@@ -78,14 +78,14 @@ fn strip_tags(s: &str) -> String {
 
 pub(crate) fn classify(status: u16, json: Option<&Value>) -> Answer {
     let Some(body) = json else {
-        return Answer::Failed(classify_status(status).unwrap_or_else(|| Failure::new(REMOTE, Retry::Yes, None, "")));
+        return Answer::Failed(classify_status(status).unwrap_or_else(|| Failure::new(Remote, Retry::Yes, None, "")));
     };
     // Anti-abuse throttle replies may come without errcode: {"status":1111,"wait":5,"punish":"deny"}.
     if body.get("punish").is_some() || (body.get("wait").is_some() && body.get("errcode").is_none()) {
         let wait = body.get("wait").and_then(Value::as_u64).unwrap_or(60);
         return Answer::Failed(
             Failure::new(
-                RATE_LIMITED,
+                RateLimited,
                 Retry::Yes,
                 body.get("errcode").and_then(Value::as_i64),
                 "throttled (anti-abuse)",
@@ -95,25 +95,26 @@ pub(crate) fn classify(status: u16, json: Option<&Value>) -> Answer {
     }
     let Some(code) = body.get("errcode").and_then(Value::as_i64) else {
         return Answer::Failed(
-            classify_status(status).unwrap_or_else(|| Failure::new(REMOTE, Retry::Yes, None, "answer without errcode")),
+            classify_status(status).unwrap_or_else(|| Failure::new(Remote, Retry::Yes, None, "answer without errcode")),
         );
     };
     let msg = body.get("errmsg").and_then(Value::as_str).unwrap_or_default().to_string();
     let f = match code {
         0 => return Answer::Delivered,
-        -1 => Failure::new(REMOTE, Retry::Yes, Some(code), msg),
+        -1 => Failure::new(Remote, Retry::Yes, Some(code), msg),
         310000 => {
             let lower = msg.to_lowercase();
             if lower.contains("invalid timestamp") || msg.contains("签名过期") {
-                Failure::new(AUTH, Retry::Once, Some(code), msg)
+                Failure::new(Auth, Retry::Once, Some(code), msg)
             } else {
-                Failure::new(AUTH, Retry::No, Some(code), msg)
+                Failure::new(Auth, Retry::No, Some(code), msg)
             }
         }
-        300001 | 300005 | 40035 | 400013 | 400101 | 400102 | 400106 => Failure::new(AUTH, Retry::No, Some(code), msg),
-        130101 | 410100 => Failure::new(RATE_LIMITED, Retry::Yes, Some(code), msg).after(Duration::from_secs(60)),
-        460101 | 101002 | 43002 | 400105 => Failure::new(BAD_REQUEST, Retry::No, Some(code), msg),
-        _ => Failure::new(REMOTE, Retry::Yes, Some(code), msg),
+        300001 | 300005 | 40035 | 400013 | 400101 | 400102 | 400106 => Failure::new(Auth, Retry::No, Some(code), msg),
+        // The robot is then throttled for 10 minutes: the connection's penalty, not a hint of 60 s.
+        130101 | 410100 => Failure::new(RateLimited, Retry::Yes, Some(code), msg),
+        460101 | 101002 | 43002 | 400105 => Failure::new(BadRequest, Retry::No, Some(code), msg),
+        _ => Failure::new(Remote, Retry::Yes, Some(code), msg),
     };
     Answer::Failed(f)
 }

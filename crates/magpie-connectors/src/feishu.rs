@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use magpie_core::FailureKind::*;
 use magpie_core::config::MessageKind;
-use magpie_core::error_type::kinds::*;
 use serde_json::{Value, json};
 
 use crate::signing::feishu_sign;
@@ -87,32 +87,32 @@ fn plain_line(l: &str) -> String {
 
 pub(crate) fn classify(status: u16, json: Option<&Value>, reset: Option<&str>) -> Answer {
     let Some(body) = json else {
-        return Answer::Failed(classify_status(status).unwrap_or_else(|| Failure::new(REMOTE, Retry::Yes, None, "")));
+        return Answer::Failed(classify_status(status).unwrap_or_else(|| Failure::new(Remote, Retry::Yes, None, "")));
     };
     let code = body.get("code").and_then(Value::as_i64).or_else(|| body.get("StatusCode").and_then(Value::as_i64));
     let Some(code) = code else {
         return Answer::Failed(
-            classify_status(status).unwrap_or_else(|| Failure::new(REMOTE, Retry::Yes, None, "answer without code")),
+            classify_status(status).unwrap_or_else(|| Failure::new(Remote, Retry::Yes, None, "answer without code")),
         );
     };
     let msg =
         body.get("msg").or_else(|| body.get("StatusMessage")).and_then(Value::as_str).unwrap_or_default().to_string();
     let f = match code {
         0 if (200..300).contains(&status) => return Answer::Delivered,
-        0 => classify_status(status).unwrap_or_else(|| Failure::new(REMOTE, Retry::Yes, Some(0), msg.clone())),
+        0 => classify_status(status).unwrap_or_else(|| Failure::new(Remote, Retry::Yes, Some(0), msg.clone())),
         9499 if msg.to_lowercase().contains("too many request") => {
-            Failure::new(RATE_LIMITED, Retry::Yes, Some(code), msg)
+            Failure::new(RateLimited, Retry::Yes, Some(code), msg)
         }
-        9499 => Failure::new(BAD_REQUEST, Retry::No, Some(code), msg),
-        11232 => Failure::new(RATE_LIMITED, Retry::Yes, Some(code), msg),
+        9499 => Failure::new(BadRequest, Retry::No, Some(code), msg),
+        11232 => Failure::new(RateLimited, Retry::Yes, Some(code), msg),
         99991400 => {
             let wait = reset.and_then(|r| r.trim().parse::<u64>().ok()).unwrap_or(1);
-            Failure::new(RATE_LIMITED, Retry::Yes, Some(code), msg).after(Duration::from_secs(wait.max(1)))
+            Failure::new(RateLimited, Retry::Yes, Some(code), msg).after(Duration::from_secs(wait.max(1)))
         }
-        19001 | 19022 | 19024 => Failure::new(AUTH, Retry::No, Some(code), msg),
-        19021 => Failure::new(AUTH, Retry::Once, Some(code), msg),
-        19036 => Failure::new(BAD_REQUEST, Retry::No, Some(code), msg),
-        _ => Failure::new(REMOTE, Retry::Yes, Some(code), msg),
+        19001 | 19022 | 19024 => Failure::new(Auth, Retry::No, Some(code), msg),
+        19021 => Failure::new(Auth, Retry::Once, Some(code), msg),
+        19036 => Failure::new(BadRequest, Retry::No, Some(code), msg),
+        _ => Failure::new(Remote, Retry::Yes, Some(code), msg),
     };
     Answer::Failed(f)
 }

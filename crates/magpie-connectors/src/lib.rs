@@ -5,6 +5,7 @@
 //! Rule one of every platform: HTTP 200 does not mean delivered. WeCom and DingTalk answer
 //! failures with HTTP 200 and `errcode != 0`, Feishu/Lark with `code != 0`.
 
+pub mod digest;
 mod dingtalk;
 mod feishu;
 mod redact;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use magpie_core::config::Platform;
 use serde_json::Value;
 
-pub use magpie_core::{OutboundMessage, Retry};
+pub use magpie_core::{FailureKind, OutboundMessage, Retry};
 pub use redact::redact_url;
 pub use text::truncate_utf8;
 
@@ -73,8 +74,8 @@ pub enum Answer {
 /// A classified failure.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
-    /// The error kind (`RATE_LIMITED`, `AUTH`, `BAD_REQUEST`, `CONNECTIVITY`, `TIMEOUT`, `REMOTE`).
-    pub kind: &'static str,
+    /// The error kind.
+    pub kind: FailureKind,
     /// Whether to retry.
     pub retry: Retry,
     /// The platform's hint of how long to wait.
@@ -86,7 +87,8 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub(crate) fn new(kind: &'static str, retry: Retry, code: Option<i64>, message: impl Into<String>) -> Self {
+    /// A failure of `kind`.
+    pub fn new(kind: FailureKind, retry: Retry, code: Option<i64>, message: impl Into<String>) -> Self {
         Self { kind, retry, retry_after: None, code, message: message.into() }
     }
 
@@ -96,25 +98,9 @@ impl Failure {
     }
 }
 
-/// One sliding-window rate limit: at most `count` messages per `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    /// Messages allowed in the window.
-    pub count: u32,
-    /// The window.
-    pub per: Duration,
-}
-
-/// The documented rate limits of a platform, per robot.
-pub fn rate_limits(platform: Platform) -> &'static [RateLimit] {
-    const MINUTE: Duration = Duration::from_secs(60);
-    const PER_MINUTE_20: &[RateLimit] = &[RateLimit { count: 20, per: MINUTE }];
-    const FEISHU: &[RateLimit] =
-        &[RateLimit { count: 5, per: Duration::from_secs(1) }, RateLimit { count: 100, per: MINUTE }];
-    match platform {
-        Platform::Wecom | Platform::Dingtalk => PER_MINUTE_20,
-        Platform::Feishu | Platform::Lark => FEISHU,
-    }
+/// The error type of a failure on `platform` (`WECOM:RATE_LIMITED`).
+pub fn error_type(platform: Platform, kind: FailureKind) -> magpie_core::ErrorType {
+    kind.in_namespace(platform.error_namespace())
 }
 
 /// Builds the request for `msg` to `dest` at `now_ms` (signing included).
@@ -158,26 +144,21 @@ pub fn classify(platform: Platform, status: u16, headers: &[(String, String)], b
 /// The failure of a request that got no answer: connection refused, DNS, TLS, or a timeout.
 pub fn transport_failure(timed_out: bool, message: &str) -> Failure {
     if timed_out {
-        Failure::new(magpie_core::error_type::kinds::TIMEOUT, Retry::Yes, None, format!("no answer in time: {message}"))
+        Failure::new(FailureKind::Timeout, Retry::Yes, None, format!("no answer in time: {message}"))
     } else {
-        Failure::new(
-            magpie_core::error_type::kinds::CONNECTIVITY,
-            Retry::Yes,
-            None,
-            format!("could not reach the platform: {message}"),
-        )
+        Failure::new(FailureKind::Connectivity, Retry::Yes, None, format!("could not reach the platform: {message}"))
     }
 }
 
 /// Generic classification of HTTP statuses when the body says nothing more.
 pub(crate) fn classify_status(status: u16) -> Option<Failure> {
-    use magpie_core::error_type::kinds::*;
+    use magpie_core::FailureKind::*;
     match status {
         200..=299 => None,
-        429 => Some(Failure::new(RATE_LIMITED, Retry::Yes, None, format!("HTTP {status}"))),
-        401 | 403 | 404 => Some(Failure::new(AUTH, Retry::No, None, format!("HTTP {status}"))),
-        400..=499 => Some(Failure::new(BAD_REQUEST, Retry::No, None, format!("HTTP {status}"))),
-        _ => Some(Failure::new(REMOTE, Retry::Yes, None, format!("HTTP {status}"))),
+        429 => Some(Failure::new(RateLimited, Retry::Yes, None, format!("HTTP {status}"))),
+        401 | 403 | 404 => Some(Failure::new(Auth, Retry::No, None, format!("HTTP {status}"))),
+        400..=499 => Some(Failure::new(BadRequest, Retry::No, None, format!("HTTP {status}"))),
+        _ => Some(Failure::new(Remote, Retry::Yes, None, format!("HTTP {status}"))),
     }
 }
 

@@ -84,7 +84,7 @@ fn feishu_signs_in_the_body_and_builds_posts() {
 fn http_200_with_an_error_code_is_not_delivered() {
     assert_eq!(classify(Platform::Wecom, 200, &[], br#"{"errcode":0,"errmsg":"ok"}"#), Answer::Delivered);
     let f = failure(classify(Platform::Wecom, 200, &[], br#"{"errcode":45009,"errmsg":"api freq out of limit"}"#));
-    assert_eq!((f.kind, f.retry, f.code), ("RATE_LIMITED", Retry::Yes, Some(45009)));
+    assert_eq!((f.kind, f.retry, f.code), (FailureKind::RateLimited, Retry::Yes, Some(45009)));
     assert!(f.retry_after.is_some());
     let f = failure(classify(
         Platform::Wecom,
@@ -92,29 +92,32 @@ fn http_200_with_an_error_code_is_not_delivered() {
         &[],
         br#"{"errcode":93000,"errmsg":"invalid webhook url, from ip: 1.2.3.4, more"}"#,
     ));
-    assert_eq!((f.kind, f.retry), ("AUTH", Retry::No));
+    assert_eq!((f.kind, f.retry), (FailureKind::Auth, Retry::No));
     assert!(!f.message.contains("1.2.3.4"), "{}", f.message);
     let f =
         failure(classify(Platform::Dingtalk, 200, &[], br#"{"errcode":310000,"errmsg":"keywords not in content"}"#));
-    assert_eq!((f.kind, f.retry), ("AUTH", Retry::No));
+    assert_eq!((f.kind, f.retry), (FailureKind::Auth, Retry::No));
     let f = failure(classify(Platform::Dingtalk, 200, &[], br#"{"errcode":130101,"errmsg":"send too fast"}"#));
-    assert_eq!(f.kind, "RATE_LIMITED");
+    assert_eq!(f.kind, FailureKind::RateLimited);
     let f =
         failure(classify(Platform::Dingtalk, 200, &[], br#"{"status":1111,"wait":5,"source":"x5","punish":"deny"}"#));
-    assert_eq!((f.kind, f.retry_after), ("RATE_LIMITED", Some(std::time::Duration::from_secs(5))));
+    assert_eq!((f.kind, f.retry_after), (FailureKind::RateLimited, Some(std::time::Duration::from_secs(5))));
     assert_eq!(classify(Platform::Feishu, 200, &[], br#"{"code":0,"data":{},"msg":"success"}"#), Answer::Delivered);
     assert_eq!(
         classify(Platform::Feishu, 200, &[], br#"{"Extra":null,"StatusCode":0,"StatusMessage":"success"}"#),
         Answer::Delivered
     );
     let f = failure(classify(Platform::Feishu, 400, &[], br#"{"code":9499,"msg":"too many request","data":{}}"#));
-    assert_eq!(f.kind, "RATE_LIMITED");
+    assert_eq!(f.kind, FailureKind::RateLimited);
     let f = failure(classify(Platform::Feishu, 400, &[], br#"{"code":9499,"msg":"Bad Request","data":{}}"#));
-    assert_eq!((f.kind, f.retry), ("BAD_REQUEST", Retry::No));
+    assert_eq!((f.kind, f.retry), (FailureKind::BadRequest, Retry::No));
     let f = failure(classify(Platform::Feishu, 200, &[], br#"{"code":19021,"msg":"sign match fail"}"#));
-    assert_eq!((f.kind, f.retry), ("AUTH", Retry::Once));
+    assert_eq!((f.kind, f.retry), (FailureKind::Auth, Retry::Once));
     let f = failure(classify(Platform::Wecom, 502, &[("Retry-After".into(), "7".into())], b"bad gateway"));
-    assert_eq!((f.kind, f.retry, f.retry_after), ("REMOTE", Retry::Yes, Some(std::time::Duration::from_secs(7))));
+    assert_eq!(
+        (f.kind, f.retry, f.retry_after),
+        (FailureKind::Remote, Retry::Yes, Some(std::time::Duration::from_secs(7)))
+    );
     let f = failure(classify(Platform::Wecom, 200, &[], b"<html>"));
-    assert_eq!(f.kind, "REMOTE");
+    assert_eq!(f.kind, FailureKind::Remote);
 }

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use magpie_core::FailureKind::*;
 use magpie_core::config::MessageKind;
-use magpie_core::error_type::kinds::*;
 use serde_json::{Value, json};
 
 use crate::{
@@ -40,21 +40,21 @@ pub(crate) fn build(url: url::Url, msg: &OutboundMessage) -> Result<HttpRequest,
 pub(crate) fn classify(status: u16, json: Option<&Value>) -> Answer {
     let Some(body) = json.filter(|v| v.get("errcode").is_some()) else {
         return Answer::Failed(
-            classify_status(status).unwrap_or_else(|| Failure::new(REMOTE, Retry::Yes, None, "answer without errcode")),
+            classify_status(status).unwrap_or_else(|| Failure::new(Remote, Retry::Yes, None, "answer without errcode")),
         );
     };
     let code = body.get("errcode").and_then(Value::as_i64).unwrap_or(-1);
     let msg = body.get("errmsg").and_then(Value::as_str).unwrap_or_default().to_string();
     let f = match code {
         0 => return Answer::Delivered,
-        -1 => Failure::new(REMOTE, Retry::Yes, Some(code), msg),
-        45009 => Failure::new(RATE_LIMITED, Retry::Yes, Some(code), msg).after(Duration::from_secs(60)),
-        45033 => Failure::new(RATE_LIMITED, Retry::Yes, Some(code), msg),
-        93000 => Failure::new(AUTH, Retry::No, Some(code), msg),
+        -1 => Failure::new(Remote, Retry::Yes, Some(code), msg),
+        45009 => Failure::new(RateLimited, Retry::Yes, Some(code), msg).after(Duration::from_secs(60)),
+        45033 => Failure::new(RateLimited, Retry::Yes, Some(code), msg),
+        93000 => Failure::new(Auth, Retry::No, Some(code), msg),
         40058 | 45002 | 40008 | 44004 | 40007 | 40004 | 40006 | 45001 | 41006 | 45008 | 45034 | 40033 => {
-            Failure::new(BAD_REQUEST, Retry::No, Some(code), msg)
+            Failure::new(BadRequest, Retry::No, Some(code), msg)
         }
-        _ => Failure::new(REMOTE, Retry::Yes, Some(code), msg),
+        _ => Failure::new(Remote, Retry::Yes, Some(code), msg),
     };
     Answer::Failed(f)
 }

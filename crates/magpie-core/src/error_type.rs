@@ -32,6 +32,58 @@ pub mod kinds {
     pub const EXPRESSION: &str = "EXPRESSION";
     /// A configuration problem found when running (e.g. a missing secret).
     pub const CONFIG: &str = "CONFIG";
+    /// A message was not delivered within its retry policy's maximum age.
+    pub const EXPIRED: &str = "EXPIRED";
+}
+
+/// Why a delivery failed: the kind of a connector's error type (`WECOM:RATE_LIMITED`). One type
+/// from the connector's classification to the stored attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FailureKind {
+    /// The platform refused for rate.
+    RateLimited,
+    /// Wrong key, token, signature, keyword or IP allow-list.
+    Auth,
+    /// The platform refused the message itself (schema, size).
+    BadRequest,
+    /// The platform could not be reached.
+    Connectivity,
+    /// The platform did not answer in time.
+    Timeout,
+    /// The platform failed (busy, 5xx, unknown error code).
+    Remote,
+    /// The connection cannot be used as configured (e.g. a missing secret).
+    Config,
+    /// The message was not delivered within its maximum age.
+    Expired,
+}
+
+impl FailureKind {
+    /// The kind as written in error types.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::RateLimited => kinds::RATE_LIMITED,
+            FailureKind::Auth => kinds::AUTH,
+            FailureKind::BadRequest => kinds::BAD_REQUEST,
+            FailureKind::Connectivity => kinds::CONNECTIVITY,
+            FailureKind::Timeout => kinds::TIMEOUT,
+            FailureKind::Remote => kinds::REMOTE,
+            FailureKind::Config => kinds::CONFIG,
+            FailureKind::Expired => kinds::EXPIRED,
+        }
+    }
+
+    /// The error type of this kind in a namespace (`WECOM:AUTH`).
+    pub fn in_namespace(self, namespace: &str) -> ErrorType {
+        ErrorType::new(namespace, self.as_str())
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl ErrorType {

@@ -7,12 +7,14 @@ pub mod error_type;
 pub mod event;
 pub mod names;
 pub mod outbound;
+pub mod rate;
 pub mod templates;
 
 pub use config::{ConfigDocument, ConfigError};
-pub use error_type::{ErrorMatcher, ErrorType};
+pub use error_type::{ErrorMatcher, ErrorType, FailureKind};
 pub use event::{Event, EventError, EventLimits};
 pub use outbound::{OutboundMessage, Retry};
+pub use rate::{RateLimit, RateSpec};
 
 /// The bus that exists from the start: the cloud-service event set (云服务事件集).
 pub const DEFAULT_BUS: &str = "default";

@@ -11,7 +11,9 @@ pub mod runner;
 
 pub use expr::{Expr, ExprError};
 pub use message::{FlowError, Message};
-pub use runner::{Checkpoint, Effects, Flow, RunOutcome, Runner, SendRequest, SendResult, StepRecord, backoff};
+pub use runner::{
+    Checkpoint, Effects, Flow, RunOutcome, Runner, SendRequest, SendResult, SendState, StepRecord, StepRef,
+};
 
 #[cfg(test)]
 mod tests;

@@ -10,10 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
 
 use magpie_core::config::{FlowSpec, LogLevel, MessageKind, RetryPolicy, StepSpec};
-use magpie_core::{ErrorMatcher, ErrorType, OutboundMessage, Retry};
+use magpie_core::{ErrorMatcher, ErrorType, OutboundMessage};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -146,37 +145,33 @@ fn compile_steps(specs: &[StepSpec], at: &str) -> Result<Vec<Step>, ExprError> {
         .collect()
 }
 
-/// What one attempt to send produced.
+/// How a send ended, as the sender (the server's outbox, or `magpie flow run`) reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SendResult {
-    /// The platform accepted it.
-    Delivered,
-    /// It failed.
-    Failed {
-        /// `CONNECTOR:KIND`.
-        error_type: ErrorType,
-        /// Whether it may be retried.
-        retry: Retry,
-        /// The platform's hint of how long to wait.
-        retry_after: Option<Duration>,
-        /// Description.
-        message: String,
+    /// The platform accepted the message: alone, or folded into the digest `digest`.
+    Delivered {
+        /// The digest the message was folded into, when it was.
+        digest: Option<String>,
     },
+    /// It cannot be delivered: retries, the maximum age, or the platform's answer say so.
+    Failed(FlowError),
+    /// It is queued for delivery: the run waits (parked) until the sender reports the outcome.
+    Queued,
 }
 
-/// One send attempt, as the runner asks for it.
+/// One message to send, as the runner hands it to the sender.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SendRequest {
     /// The step's ordinal in this run.
     pub ordinal: u32,
     /// The step's path.
     pub path: String,
-    /// Which attempt this is, from 1.
-    pub attempt: u32,
     /// The connection's name.
     pub connection: String,
     /// The message.
     pub message: OutboundMessage,
+    /// How failures are retried.
+    pub retry: RetryPolicy,
 }
 
 /// The record of one executed step.
@@ -196,7 +191,7 @@ pub struct StepRecord {
 
 /// The flow's only door to the world.
 pub trait Effects: Sync {
-    /// Makes one send attempt (and records it).
+    /// Hands a message to the sender: delivered, failed for good, or queued (the run parks).
     fn send(&self, req: SendRequest) -> impl Future<Output = SendResult> + Send;
     /// Persists a step record.
     fn record(&self, rec: StepRecord) -> impl Future<Output = ()> + Send;
@@ -206,41 +201,64 @@ pub trait Effects: Sync {
     fn now_ms(&self) -> i64;
 }
 
+/// Where a send of an earlier run stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendState {
+    /// Handed to the sender, no outcome yet.
+    Queued,
+    /// Delivered (alone, or folded into `digest`).
+    Delivered {
+        /// The digest, when folded.
+        digest: Option<String>,
+    },
+    /// Failed for good.
+    Failed(FlowError),
+}
+
 /// What earlier runs of the same job already did, rebuilt from the stored records.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Checkpoint {
-    /// Ordinals of sends already delivered.
-    pub delivered: BTreeSet<u32>,
-    /// Attempts already made, per send ordinal.
-    pub attempts: BTreeMap<u32, u32>,
+    /// Sends already handed to the sender, by step ordinal.
+    pub sends: BTreeMap<u32, SendState>,
     /// Ordinals whose step records are already written.
     pub recorded: BTreeSet<u32>,
+}
+
+/// A step of a run: its ordinal and path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRef {
+    /// Execution ordinal.
+    pub ordinal: u32,
+    /// Path in the flow.
+    pub path: String,
 }
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunOutcome {
     /// Every step ran (errors, if any, were caught).
-    Completed(Message),
+    Completed {
+        /// The message at the end.
+        message: Message,
+        /// Sends that failed for good (their errors were caught).
+        undelivered: u32,
+    },
     /// An error was not caught.
     Failed {
         /// The error.
         error: FlowError,
         /// The message when it happened.
         message: Message,
+        /// The step that raised it.
+        at: Option<StepRef>,
     },
-    /// A send failed and will be retried at this time (ms since the epoch).
-    Suspended {
-        /// When to run again.
-        retry_at_ms: i64,
-        /// The error that will reach the catch if retries run out.
-        last_error: FlowError,
-    },
+    /// A send is queued: the run goes on when the sender reports its outcome.
+    Parked,
 }
 
 enum Interrupt {
     Error(FlowError),
-    Suspend { retry_at_ms: i64, last_error: FlowError },
+    Park,
 }
 
 type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Interrupt>> + Send + 'a>>;
@@ -250,17 +268,20 @@ pub struct Runner<'e, E: Effects> {
     effects: &'e E,
     resume: Checkpoint,
     next_ordinal: u32,
+    undelivered: u32,
+    origin: Option<StepRef>,
 }
 
 impl<'e, E: Effects> Runner<'e, E> {
     /// Runs `flow` over `msg`, resuming after `resume` when given.
     pub async fn run(flow: &Flow, msg: Message, effects: &'e E, resume: Option<Checkpoint>) -> RunOutcome {
-        let mut runner = Runner { effects, resume: resume.unwrap_or_default(), next_ordinal: 0 };
+        let mut runner =
+            Runner { effects, resume: resume.unwrap_or_default(), next_ordinal: 0, undelivered: 0, origin: None };
         let mut msg = msg;
         match runner.steps(&flow.steps, &mut msg).await {
-            Ok(()) => RunOutcome::Completed(msg),
-            Err(Interrupt::Error(error)) => RunOutcome::Failed { error, message: msg },
-            Err(Interrupt::Suspend { retry_at_ms, last_error }) => RunOutcome::Suspended { retry_at_ms, last_error },
+            Ok(()) => RunOutcome::Completed { message: msg, undelivered: runner.undelivered },
+            Err(Interrupt::Error(error)) => RunOutcome::Failed { error, message: msg, at: runner.origin },
+            Err(Interrupt::Park) => RunOutcome::Parked,
         }
     }
 
@@ -343,6 +364,7 @@ impl<'e, E: Effects> Runner<'e, E> {
                         }
                         Ok(_) => {}
                         Err(e) => {
+                            self.origin = Some(StepRef { ordinal, path: step.path.clone() });
                             self.emit(ordinal, step, "error", json!({"error": e.to_json()})).await;
                             return Err(Interrupt::Error(e));
                         }
@@ -391,10 +413,13 @@ impl<'e, E: Effects> Runner<'e, E> {
                 Ok(())
             }
             Err(Interrupt::Error(e)) => {
+                if !matches!(step.op, Op::Try { .. } | Op::Choice { .. }) {
+                    self.origin = Some(StepRef { ordinal, path: step.path.clone() });
+                }
                 self.emit(ordinal, step, "error", json!({"error": e.to_json()})).await;
                 Err(Interrupt::Error(e))
             }
-            Err(s) => Err(s),
+            Err(Interrupt::Park) => Err(Interrupt::Park),
         }
     }
 
@@ -410,81 +435,66 @@ impl<'e, E: Effects> Runner<'e, E> {
         content: &Expr,
         policy: &RetryPolicy,
     ) -> Result<(), Interrupt> {
-        if self.resume.delivered.contains(&ordinal) {
-            self.emit(ordinal, step, "ok", json!({"connection": connection, "delivered": true})).await;
-            return Ok(());
-        }
-        let built = (|| {
-            let title = match title {
-                Some(t) => match t.eval(msg).map_err(|r| format!("{}.title: {r}", step.path))? {
-                    Value::Null => None,
-                    Value::String(s) => Some(s),
-                    other => Some(other.to_string()),
-                },
-                None => None,
-            };
-            let content = content.eval(msg).map_err(|r| format!("{}.content: {r}", step.path))?;
-            Ok::<_, String>(OutboundMessage { kind, title, content })
-        })();
-        let message = match built {
-            Ok(m) => m,
-            Err(reason) => {
-                let e = FlowError::expression(reason);
-                self.emit(ordinal, step, "error", json!({"error": e.to_json()})).await;
-                return Err(Interrupt::Error(e));
+        let state = match self.resume.sends.get(&ordinal) {
+            Some(state) => state.clone(),
+            None => {
+                let built = (|| {
+                    let title = match title {
+                        Some(t) => match t.eval(msg).map_err(|r| format!("{}.title: {r}", step.path))? {
+                            Value::Null => None,
+                            Value::String(s) => Some(s),
+                            other => Some(other.to_string()),
+                        },
+                        None => None,
+                    };
+                    let content = content.eval(msg).map_err(|r| format!("{}.content: {r}", step.path))?;
+                    Ok::<_, String>(OutboundMessage { kind, title, content })
+                })();
+                let message = match built {
+                    Ok(m) => m,
+                    Err(reason) => {
+                        let e = FlowError::expression(reason);
+                        self.origin = Some(StepRef { ordinal, path: step.path.clone() });
+                        self.emit(ordinal, step, "error", json!({"error": e.to_json()})).await;
+                        return Err(Interrupt::Error(e));
+                    }
+                };
+                let req = SendRequest {
+                    ordinal,
+                    path: step.path.clone(),
+                    connection: connection.to_string(),
+                    message,
+                    retry: policy.clone(),
+                };
+                match self.effects.send(req).await {
+                    SendResult::Delivered { digest } => SendState::Delivered { digest },
+                    SendResult::Failed(e) => SendState::Failed(e),
+                    SendResult::Queued => SendState::Queued,
+                }
             }
         };
-        let attempt = self.resume.attempts.get(&ordinal).copied().unwrap_or(0) + 1;
-        let req =
-            SendRequest { ordinal, path: step.path.clone(), attempt, connection: connection.to_string(), message };
-        match self.effects.send(req).await {
-            SendResult::Delivered => {
-                self.emit(
-                    ordinal,
-                    step,
-                    "ok",
-                    json!({"connection": connection, "delivered": true, "attempts": attempt}),
-                )
-                .await;
+        match state {
+            SendState::Queued => Err(Interrupt::Park),
+            SendState::Delivered { digest } => {
+                let detail = match digest {
+                    Some(d) => json!({"connection": connection, "delivery": "folded", "digest_id": d}),
+                    None => json!({"connection": connection, "delivery": "delivered"}),
+                };
+                self.emit(ordinal, step, "ok", detail).await;
                 Ok(())
             }
-            SendResult::Failed { error_type, retry, retry_after, message } => {
-                let error = FlowError::new(error_type, message);
-                let allowed = match retry {
-                    Retry::No => 1,
-                    Retry::Yes => policy.attempts,
-                    Retry::Once => policy.attempts.min(2),
-                };
-                if attempt < allowed {
-                    let delay = backoff(policy, attempt, retry_after, &msg.id, ordinal);
-                    return Err(Interrupt::Suspend {
-                        retry_at_ms: self.effects.now_ms() + delay.as_millis() as i64,
-                        last_error: error,
-                    });
-                }
+            SendState::Failed(error) => {
+                self.undelivered += 1;
+                self.origin = Some(StepRef { ordinal, path: step.path.clone() });
                 self.emit(
                     ordinal,
                     step,
                     "error",
-                    json!({"connection": connection, "attempts": attempt, "error": error.to_json()}),
+                    json!({"connection": connection, "delivery": "failed", "error": error.to_json()}),
                 )
                 .await;
                 Err(Interrupt::Error(error))
             }
         }
     }
-}
-
-/// The wait before attempt `attempt + 1`: exponential from `policy.backoff` with equal jitter,
-/// at least the platform's hint, at most `policy.max_backoff`.
-pub fn backoff(policy: &RetryPolicy, attempt: u32, hint: Option<Duration>, seed: &str, ordinal: u32) -> Duration {
-    use std::hash::{Hash, Hasher};
-    let base = policy.backoff.as_millis() as u64;
-    let exp = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(30)).min(policy.max_backoff.as_millis() as u64);
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (seed, ordinal, attempt).hash(&mut h);
-    let half = exp / 2;
-    let jittered = half + if half > 0 { h.finish() % (half + 1) } else { 0 };
-    let wait = Duration::from_millis(jittered).max(hint.unwrap_or_default());
-    wait.min(policy.max_backoff)
 }

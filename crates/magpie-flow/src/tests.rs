@@ -1,8 +1,7 @@
 use std::sync::Mutex;
-use std::time::Duration;
 
+use magpie_core::ErrorType;
 use magpie_core::config::{FlowSpec, LogLevel};
-use magpie_core::{ErrorType, Retry};
 use serde_json::json;
 
 use crate::*;
@@ -26,7 +25,7 @@ impl Effects for Fake {
     async fn send(&self, req: SendRequest) -> SendResult {
         self.sent.lock().unwrap().push(req);
         let mut a = self.answers.lock().unwrap();
-        if a.is_empty() { SendResult::Delivered } else { a.remove(0) }
+        if a.is_empty() { SendResult::Delivered { digest: None } } else { a.remove(0) }
     }
     async fn record(&self, rec: StepRecord) {
         self.records.lock().unwrap().push(rec);
@@ -80,22 +79,19 @@ fn event() -> Message {
 }
 
 fn rate_limited() -> SendResult {
-    SendResult::Failed {
-        error_type: ErrorType::new("WECOM", "RATE_LIMITED"),
-        retry: Retry::Yes,
-        retry_after: Some(Duration::from_secs(60)),
-        message: "api freq out of limit".into(),
-    }
+    SendResult::Failed(FlowError::new(ErrorType::new("WECOM", "RATE_LIMITED"), "api freq out of limit"))
 }
 
 #[tokio::test]
 async fn the_seed_flow_sends_the_seed_message() {
     let fx = Fake::default();
     let out = Runner::run(&seed_flow(), event(), &fx, None).await;
-    let RunOutcome::Completed(msg) = out else { panic!("{out:?}") };
+    let RunOutcome::Completed { message: msg, undelivered } = out else { panic!("{out:?}") };
+    assert_eq!(undelivered, 0);
     assert_eq!(msg.vars["body"]["subject"], "ins-abcd1234");
     let sent = fx.sent.lock().unwrap();
     assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].retry.attempts, 3, "the step's retry policy goes with the message");
     let content = sent[0].message.content.as_str().unwrap();
     assert!(content.contains("> 实例 ID:<font color=\"comment\">ins-abcd1234</font>"), "{content}");
     assert!(fx.logs.lock().unwrap().is_empty());
@@ -107,56 +103,54 @@ async fn the_seed_flow_sends_the_seed_message() {
 }
 
 #[tokio::test]
-async fn retryable_failures_suspend_then_exhaust_into_the_catch() {
+async fn a_queued_send_parks_the_run_until_its_outcome_is_known() {
     let flow = seed_flow();
-    let fx = Fake::answering(vec![rate_limited(), rate_limited(), rate_limited()]);
-    let mut cp = Checkpoint::default();
-    for attempt in 1..=2u32 {
-        let out = Runner::run(&flow, event(), &fx, Some(cp.clone())).await;
-        let RunOutcome::Suspended { retry_at_ms, last_error } = out else { panic!("{out:?}") };
-        assert!(retry_at_ms > 1_000 && retry_at_ms <= 2_000, "capped by max_backoff: {retry_at_ms}");
-        assert_eq!(last_error.error_type.to_string(), "WECOM:RATE_LIMITED");
-        cp.attempts.insert(2, attempt); // ordinals: set-variable 0, try 1, robot 2
-        cp.recorded.extend(fx.records.lock().unwrap().iter().map(|r| r.ordinal));
-    }
+    let fx = Fake::answering(vec![SendResult::Queued]);
+    let out = Runner::run(&flow, event(), &fx, None).await;
+    assert_eq!(out, RunOutcome::Parked);
+    let recorded: Vec<u32> = fx.records.lock().unwrap().iter().map(|r| r.ordinal).collect();
+    assert_eq!(recorded, [0], "only the set-variable finished; the try and the robot wait");
+    let mut cp = Checkpoint { recorded: recorded.into_iter().collect(), ..Default::default() };
+    // Still queued: parks again without sending twice.
+    cp.sends.insert(2, SendState::Queued); // ordinals: set-variable 0, try 1, robot 2
+    assert_eq!(Runner::run(&flow, event(), &fx, Some(cp.clone())).await, RunOutcome::Parked);
+    // Folded into a digest: the run completes and the step says so.
+    cp.sends.insert(2, SendState::Delivered { digest: Some("dg-1".into()) });
     let out = Runner::run(&flow, event(), &fx, Some(cp)).await;
-    assert!(matches!(out, RunOutcome::Completed(_)), "{out:?}");
-    let sent = fx.sent.lock().unwrap();
-    assert_eq!(sent.iter().map(|s| s.attempt).collect::<Vec<_>>(), [1, 2, 3]);
-    let logs = fx.logs.lock().unwrap();
-    assert_eq!(logs.len(), 1, "the catch logs once, not once per replay");
-    assert_eq!(logs[0].0, LogLevel::Error);
-    assert_eq!(logs[0].1, "ebtest");
-    assert!(logs[0].2.contains("WECOM:RATE_LIMITED"), "{}", logs[0].2);
+    assert!(matches!(out, RunOutcome::Completed { undelivered: 0, .. }), "{out:?}");
+    assert_eq!(fx.sent.lock().unwrap().len(), 1, "the message was handed over once");
     let recs = fx.records.lock().unwrap();
-    let set_vars = recs.iter().filter(|r| r.kind == "set-variable").count();
-    assert_eq!(set_vars, 1, "replays do not re-record finished steps");
-    assert!(recs.iter().any(|r| r.kind == "try" && r.status == "caught"));
+    let robot = recs.iter().find(|r| r.kind == "robot").unwrap();
+    assert_eq!(robot.detail["delivery"], "folded");
+    assert_eq!(robot.detail["digest_id"], "dg-1");
+    assert_eq!(recs.iter().filter(|r| r.kind == "set-variable").count(), 1, "replays do not re-record");
 }
 
 #[tokio::test]
-async fn non_retryable_errors_reach_the_catch_at_once_and_delivered_sends_are_not_repeated() {
+async fn a_failed_send_reaches_the_catch_once_and_counts_as_undelivered() {
     let flow = seed_flow();
-    let fx = Fake::answering(vec![SendResult::Failed {
-        error_type: ErrorType::new("WECOM", "AUTH"),
-        retry: Retry::No,
-        retry_after: None,
-        message: "invalid webhook url".into(),
-    }]);
+    let fx = Fake::answering(vec![rate_limited()]);
     let out = Runner::run(&flow, event(), &fx, None).await;
-    assert!(matches!(out, RunOutcome::Completed(_)));
+    assert!(matches!(out, RunOutcome::Completed { undelivered: 1, .. }), "{out:?}");
+    let logs = fx.logs.lock().unwrap().clone();
+    assert_eq!(logs.len(), 1);
+    assert_eq!((logs[0].0, logs[0].1.as_str()), (LogLevel::Error, "ebtest"));
+    assert!(logs[0].2.contains("WECOM:RATE_LIMITED"), "{}", logs[0].2);
+    let recs = fx.records.lock().unwrap().clone();
+    assert!(recs.iter().any(|r| r.kind == "try" && r.status == "caught"));
+    // A replay of the finished run (e.g. after a crash before it ended) neither sends nor logs again.
+    let cp = Checkpoint {
+        sends: [(2, SendState::Failed(FlowError::new(ErrorType::new("WECOM", "AUTH"), "x")))].into(),
+        recorded: recs.iter().map(|r| r.ordinal).collect(),
+    };
+    let out = Runner::run(&flow, event(), &fx, Some(cp)).await;
+    assert!(matches!(out, RunOutcome::Completed { undelivered: 1, .. }));
     assert_eq!(fx.sent.lock().unwrap().len(), 1);
     assert_eq!(fx.logs.lock().unwrap().len(), 1);
-
-    let fx = Fake::default();
-    let cp = Checkpoint { delivered: [2].into(), ..Default::default() };
-    let out = Runner::run(&flow, event(), &fx, Some(cp)).await;
-    assert!(matches!(out, RunOutcome::Completed(_)));
-    assert!(fx.sent.lock().unwrap().is_empty(), "a delivered send is not repeated");
 }
 
 #[tokio::test]
-async fn uncaught_errors_fail_the_run_and_catches_match_by_type() {
+async fn uncaught_errors_fail_the_run_at_their_step_and_catches_match_by_type() {
     let spec: FlowSpec = magpie_core::config::parse_yaml(
         r#"
 name: f1
@@ -179,31 +173,9 @@ steps:
     let flow = Flow::compile(&spec).unwrap();
     let fx = Fake::default();
     let out = Runner::run(&flow, Message::new("m", json!({"x": 7})), &fx, None).await;
-    let RunOutcome::Failed { error, message } = out else { panic!("{out:?}") };
+    let RunOutcome::Failed { error, message, at } = out else { panic!("{out:?}") };
     assert_eq!(error.error_type.to_string(), "APP:BOOM");
     assert_eq!(message.vars["seen"], "APP:VALIDATION");
+    assert_eq!(at.map(|a| a.path).as_deref(), Some("steps[1].choice.when[0].steps[0].raise-error"));
     assert!(fx.logs.lock().unwrap().is_empty(), "the WECOM catch does not match");
-}
-
-#[test]
-fn backoff_grows_with_jitter_and_caps() {
-    let p = magpie_core::config::RetryPolicy {
-        attempts: 5,
-        backoff: Duration::from_secs(1),
-        max_backoff: Duration::from_secs(10),
-    };
-    let b1 = backoff(&p, 1, None, "x", 0);
-    let b3 = backoff(&p, 3, None, "x", 0);
-    assert!(b1 >= Duration::from_millis(500) && b1 <= Duration::from_secs(1), "{b1:?}");
-    assert!(b3 >= Duration::from_secs(2) && b3 <= Duration::from_secs(4), "{b3:?}");
-    assert_eq!(
-        backoff(&p, 30, None, "x", 0).max(Duration::from_secs(5)),
-        backoff(&p, 30, None, "x", 0).max(Duration::from_secs(5))
-    );
-    assert!(backoff(&p, 30, None, "x", 0) <= Duration::from_secs(10));
-    assert_eq!(
-        backoff(&p, 1, Some(Duration::from_secs(60)), "x", 0),
-        Duration::from_secs(10),
-        "hint capped by max_backoff"
-    );
 }

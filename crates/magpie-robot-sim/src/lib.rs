@@ -6,6 +6,10 @@
 //! 100/min). It answers with the platforms' real error codes and shapes — HTTP 200 with an error
 //! body where the platform does that.
 //!
+//! Tests may give a robot small windows (`"limits": [{"count": 5, "per": "2s"}]`, or `[]` for
+//! none) so storms play out in seconds; robots registered from a configuration keep the real
+//! limits.
+//!
 //! Robots must be registered (from a Magpie config's connections, or `POST /_sim/robots`);
 //! unknown tokens get the platform's invalid-token answer. `GET /_sim/messages` lists accepted
 //! messages; `POST /_sim/faults` scripts the next answers of a robot for failure tests.
@@ -22,12 +26,14 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, body::Bytes};
+use magpie_core::RateLimit;
 use magpie_core::config::Platform;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// A robot the simulator knows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Robot {
     /// Platform.
     pub platform: Platform,
@@ -39,6 +45,45 @@ pub struct Robot {
     /// Custom keywords: each message must contain one.
     #[serde(default)]
     pub keywords: Vec<String>,
+    /// The robot's rate limits, for tests with small windows: absent = the platform's documented
+    /// limits, `[]` = none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Vec<SimLimit>>,
+    /// How long the robot refuses everything after a send over its limit. Absent: DingTalk's
+    /// 10 minutes, none on the other platforms.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub penalty: Option<Duration>,
+}
+
+impl Robot {
+    /// A robot of `platform` with `token`, unsigned, no keywords, the platform's limits.
+    pub fn new(platform: Platform, token: impl Into<String>) -> Robot {
+        Robot { platform, token: token.into(), secret: None, keywords: Vec::new(), limits: None, penalty: None }
+    }
+
+    /// The limits in force.
+    pub fn rate_limits(&self) -> Vec<RateLimit> {
+        match &self.limits {
+            Some(l) => l.iter().map(|l| RateLimit::new(l.count, l.per)).collect(),
+            None => self.platform.rate_limits().to_vec(),
+        }
+    }
+
+    /// How long an excess is punished.
+    pub fn penalty(&self) -> Option<Duration> {
+        self.penalty.or((self.platform == Platform::Dingtalk).then_some(Duration::from_secs(600)))
+    }
+}
+
+/// One limit of a simulated robot: `{"count": 5, "per": "2s"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimLimit {
+    /// Messages per window.
+    pub count: u32,
+    /// The window.
+    #[serde(with = "humantime_serde")]
+    pub per: Duration,
 }
 
 /// A message the simulator accepted.
@@ -194,20 +239,20 @@ impl Simulator {
     /// Counts a send against the robot's windows; `Err` when it is over a limit.
     fn admit(&self, platform: Platform, token: &str, now: Instant) -> Result<(), ()> {
         let mut robots = lock(&self.robots);
-        let Some((_, state)) = robots.get_mut(&key(platform, token)) else { return Ok(()) };
+        let Some((robot, state)) = robots.get_mut(&key(platform, token)) else { return Ok(()) };
         if state.penalty_until.is_some_and(|t| now < t) {
             return Err(());
         }
-        let limits = magpie_connectors::rate_limits(platform);
+        let limits = robot.rate_limits();
         let longest = limits.iter().map(|l| l.per).max().unwrap_or(Duration::from_secs(60));
         while state.recent.front().is_some_and(|t| now.duration_since(*t) >= longest) {
             state.recent.pop_front();
         }
-        for l in limits {
+        for l in &limits {
             let in_window = state.recent.iter().filter(|t| now.duration_since(**t) < l.per).count();
             if in_window >= l.count as usize {
-                if platform == Platform::Dingtalk {
-                    state.penalty_until = Some(now + Duration::from_secs(600));
+                if let Some(p) = robot.penalty() {
+                    state.penalty_until = Some(now + p);
                 }
                 return Err(());
             }
@@ -282,9 +327,11 @@ async fn list_robots(State(sim): State<Arc<Simulator>>) -> Json<Value> {
     let robots: Vec<Value> = sim
         .robots()
         .into_iter()
-        .map(
-            |r| json!({"platform": r.platform, "token": r.token, "signed": r.secret.is_some(), "keywords": r.keywords}),
-        )
+        .map(|r| {
+            let limits: Vec<String> = r.rate_limits().iter().map(|l| l.to_string()).collect();
+            json!({"platform": r.platform, "token": r.token, "signed": r.secret.is_some(), "keywords": r.keywords,
+                       "limits": limits})
+        })
         .collect();
     Json(Value::Array(robots))
 }

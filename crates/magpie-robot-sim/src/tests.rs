@@ -11,18 +11,29 @@ use crate::{Fault, Robot, Simulator, app};
 
 fn sim() -> Arc<Simulator> {
     let s = Simulator::new();
-    s.register(Robot { platform: Platform::Wecom, token: "wk".into(), secret: None, keywords: vec![] });
+    s.register(Robot {
+        platform: Platform::Wecom,
+        token: "wk".into(),
+        secret: None,
+        keywords: vec![],
+        limits: None,
+        penalty: None,
+    });
     s.register(Robot {
         platform: Platform::Dingtalk,
         token: "dt".into(),
         secret: Some("SECabc".into()),
         keywords: vec!["告警".into()],
+        limits: None,
+        penalty: None,
     });
     s.register(Robot {
         platform: Platform::Feishu,
         token: "fs".into(),
         secret: Some("fsecret".into()),
         keywords: vec![],
+        limits: None,
+        penalty: None,
     });
     s
 }
@@ -76,6 +87,46 @@ async fn wecom_rate_limit_is_20_per_minute() {
         }
     }
     assert_eq!(refused, 2, "sends 21 and 22 of the minute are refused");
+}
+
+#[tokio::test]
+async fn tests_can_register_robots_with_small_windows_or_none() {
+    let s = sim();
+    let (st, _) = post(
+        &s,
+        "/_sim/robots",
+        json!({"platform": "wecom", "token": "small", "limits": [{"count": 2, "per": "300ms"}]}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, _) = post(&s, "/_sim/robots", json!({"platform": "wecom", "token": "free", "limits": []})).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, _) = post(
+        &s,
+        "/_sim/robots",
+        json!({"platform": "dingtalk", "token": "dpen", "limits": [{"count": 1, "per": "100ms"}], "penalty": "400ms"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, b) = post(&s, "/_sim/robots", json!({"platform": "wecom", "token": "x", "limit": []})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "a misspelt field is refused: {b}");
+    let text = json!({"msgtype": "text", "text": {"content": "x"}});
+    let code = |b: Value| b["errcode"].as_i64().unwrap();
+    assert_eq!(code(post(&s, "/cgi-bin/webhook/send?key=small", text.clone()).await.1), 0);
+    assert_eq!(code(post(&s, "/cgi-bin/webhook/send?key=small", text.clone()).await.1), 0);
+    assert_eq!(code(post(&s, "/cgi-bin/webhook/send?key=small", text.clone()).await.1), 45009);
+    tokio::time::sleep(std::time::Duration::from_millis(320)).await;
+    assert_eq!(code(post(&s, "/cgi-bin/webhook/send?key=small", text.clone()).await.1), 0, "the window moved");
+    for _ in 0..30 {
+        assert_eq!(code(post(&s, "/cgi-bin/webhook/send?key=free", text.clone()).await.1), 0);
+    }
+    let md = json!({"msgtype": "text", "text": {"content": "x"}});
+    assert_eq!(code(post(&s, "/robot/send?access_token=dpen", md.clone()).await.1), 0);
+    assert_eq!(code(post(&s, "/robot/send?access_token=dpen", md.clone()).await.1), 130101);
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert_eq!(code(post(&s, "/robot/send?access_token=dpen", md.clone()).await.1), 130101, "still punished");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(code(post(&s, "/robot/send?access_token=dpen", md).await.1), 0, "the penalty ended");
 }
 
 #[tokio::test]

@@ -66,7 +66,7 @@ async fn run(url: &str, arrivals: &Arrivals, rate: u32, seconds: u32) -> Vec<f64
     for t in tasks {
         t.await.expect("send");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let arrived = |a: &Arrivals| {
         let a = a.lock().expect("lock");
         sent.iter().all(|(id, _)| a.contains_key(id))
@@ -77,7 +77,7 @@ async fn run(url: &str, arrivals: &Arrivals, rate: u32, seconds: u32) -> Vec<f64
     let got = arrivals.lock().expect("lock").clone();
     let mut ms: Vec<f64> =
         sent.iter().filter_map(|(id, t)| got.get(id).map(|r| r.duration_since(*t).as_secs_f64() * 1e3)).collect();
-    assert_eq!(ms.len(), sent.len(), "every event reached the robot within 10 s");
+    assert_eq!(ms.len(), sent.len(), "every event reached the robot within 120 s");
     ms.sort_by(f64::total_cmp);
     ms
 }
@@ -109,7 +109,7 @@ rules:
         println!("event → robot request latency, single-event PutEvents at a steady rate\n");
         println!("| events/s | events | p50 ms | p90 ms | p99 ms | max ms |");
         println!("|---:|---:|---:|---:|---:|---:|");
-        for (rate, seconds) in [(50, 10), (200, 10), (500, 10)] {
+        for (rate, seconds) in [(100, 10), (1000, 5), (5000, 2)] {
             let ms = run(&url, &arrivals, rate, seconds).await;
             println!(
                 "| {rate} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",

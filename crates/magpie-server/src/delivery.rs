@@ -1,35 +1,21 @@
-//! One delivery attempt: resolve the connection's secrets, build the platform's request, send
-//! it, and classify the answer. Used by the workers and by `magpie flow run --send`.
+//! One request to a robot: resolve the connection's secrets, build the platform's request (signed
+//! now), send it, classify the answer. Used by the outbox and by `magpie flow run --send`.
+//!
+//! Failures are the connectors' [`Failure`] from the answer's classification to the stored send.
 
 use std::time::{Duration, Instant};
 
-use magpie_connectors::{Answer, Destination, build_request, classify, redact_url, transport_failure};
-use magpie_core::config::ConnectionSpec;
-use magpie_core::{ErrorType, OutboundMessage, Retry};
-use magpie_flow::SendResult;
+use magpie_connectors::{
+    Answer, Destination, Failure, HttpRequest, build_request, classify, redact_url, transport_failure,
+};
+use magpie_core::config::{ConnectionSpec, Platform};
+use magpie_core::{FailureKind, OutboundMessage, Retry};
 use serde_json::{Value, json};
 
 /// The default wait for a platform's answer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of an answer is kept.
 const MAX_RESPONSE_BYTES: usize = 4_096;
-
-/// What one attempt did, with secrets masked.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    /// The URL, tokens and signature masked.
-    pub url: String,
-    /// The request body, signature masked (Null when no request could be built).
-    pub request: Value,
-    /// The HTTP status, when an answer came.
-    pub status_code: Option<u16>,
-    /// The answer's body (truncated).
-    pub response: Option<String>,
-    /// The classified outcome.
-    pub result: SendResult,
-    /// How long it took.
-    pub duration: Duration,
-}
 
 /// The connection's destination with its `${ENV}` references resolved.
 pub fn destination(conn: &ConnectionSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<Destination, String> {
@@ -43,59 +29,59 @@ pub fn destination(conn: &ConnectionSpec, env: &dyn Fn(&str) -> Option<String>) 
     Ok(Destination { platform: conn.platform, webhook, secret, keywords: conn.keywords.clone() })
 }
 
-/// A failure of the flow's configuration (not retried).
-pub fn config_failure(connection: &str, reason: &str) -> SendResult {
-    SendResult::Failed {
-        error_type: ErrorType::new("FLOW", "CONFIG"),
-        retry: Retry::No,
-        retry_after: None,
-        message: format!("connection {connection:?}: {reason}"),
-    }
+/// A connection that cannot be used as configured (e.g. an unset `${ENV}` secret).
+pub fn config_failure(connection: &str, reason: &str) -> Failure {
+    Failure::new(FailureKind::Config, Retry::No, None, format!("connection {connection:?}: {reason}"))
 }
 
-/// Builds, signs and sends `msg` to `dest`, and classifies the answer.
-pub async fn deliver(http: &reqwest::Client, dest: &Destination, msg: &OutboundMessage, timeout: Duration) -> Attempt {
-    let ns = dest.platform.error_namespace();
+/// A request ready to go, with its masked form for traces.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    request: HttpRequest,
+    /// The URL, tokens and signature masked.
+    pub masked_url: String,
+    /// The body, signature masked.
+    pub masked_body: Value,
+}
+
+/// Builds and signs the request for `msg` at `now_ms`. A message the platform cannot take is a
+/// bad request.
+pub fn prepare(dest: &Destination, msg: &OutboundMessage, now_ms: i64) -> Result<Prepared, Failure> {
+    let request = build_request(dest, msg, now_ms)
+        .map_err(|e| Failure::new(FailureKind::BadRequest, Retry::No, None, e.to_string()))?;
+    let mut masked_body = request.body.clone();
+    if masked_body.get("sign").is_some() {
+        masked_body["sign"] = json!("***");
+    }
+    Ok(Prepared { masked_url: redact_url(&request.url), masked_body, request })
+}
+
+/// A platform's answer to one request.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    /// The HTTP status, when an answer came.
+    pub status_code: Option<u16>,
+    /// The answer's body (truncated).
+    pub response: Option<String>,
+    /// Why it failed; `None` when delivered.
+    pub failure: Option<Failure>,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// Sends a prepared request and classifies the answer.
+pub async fn send(http: &reqwest::Client, platform: Platform, p: &Prepared, timeout: Duration) -> Answered {
     let started = Instant::now();
-    let mut attempt = Attempt {
-        url: redact_url(&dest.webhook),
-        request: Value::Null,
-        status_code: None,
-        response: None,
-        result: SendResult::Delivered,
-        duration: Duration::ZERO,
-    };
-    let req = match build_request(dest, msg, magpie_core::now_ms()) {
-        Ok(r) => r,
-        Err(e) => {
-            attempt.result = SendResult::Failed {
-                error_type: ErrorType::new(ns, "BAD_REQUEST"),
-                retry: Retry::No,
-                retry_after: None,
-                message: e.to_string(),
-            };
-            return attempt;
-        }
-    };
-    attempt.url = redact_url(&req.url);
-    attempt.request = masked(&req.body);
     let sent = http
-        .post(&req.url)
+        .post(&p.request.url)
         .header("content-type", "application/json; charset=utf-8")
-        .body(req.body_bytes())
+        .body(p.request.body_bytes())
         .timeout(timeout)
         .send()
         .await;
-    attempt.result = match sent {
-        Err(e) => {
-            let f = transport_failure(e.is_timeout(), &without_url(&e));
-            SendResult::Failed {
-                error_type: ErrorType::new(ns, f.kind),
-                retry: f.retry,
-                retry_after: None,
-                message: f.message,
-            }
-        }
+    let mut a = Answered { status_code: None, response: None, failure: None, duration: Duration::ZERO };
+    match sent {
+        Err(e) => a.failure = Some(transport_failure(e.is_timeout(), &without_url(&e))),
         Ok(resp) => {
             let status = resp.status().as_u16();
             let headers: Vec<(String, String)> = resp
@@ -104,33 +90,23 @@ pub async fn deliver(http: &reqwest::Client, dest: &Destination, msg: &OutboundM
                 .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
                 .collect();
             let body = resp.bytes().await.unwrap_or_default();
-            attempt.status_code = Some(status);
-            attempt.response = Some(String::from_utf8_lossy(&body[..body.len().min(MAX_RESPONSE_BYTES)]).into_owned());
-            match classify(dest.platform, status, &headers, &body) {
-                Answer::Delivered => SendResult::Delivered,
-                Answer::Failed(f) => SendResult::Failed {
-                    error_type: ErrorType::new(ns, f.kind),
-                    retry: f.retry,
-                    retry_after: f.retry_after,
-                    message: match f.code {
-                        Some(c) => format!("{c} {}", f.message),
-                        None => f.message,
-                    },
-                },
+            a.status_code = Some(status);
+            a.response = Some(String::from_utf8_lossy(&body[..body.len().min(MAX_RESPONSE_BYTES)]).into_owned());
+            if let Answer::Failed(f) = classify(platform, status, &headers, &body) {
+                a.failure = Some(f);
             }
         }
-    };
-    attempt.duration = started.elapsed();
-    attempt
+    }
+    a.duration = started.elapsed();
+    a
 }
 
-/// The request body as kept in traces: the signature masked.
-fn masked(body: &Value) -> Value {
-    let mut b = body.clone();
-    if b.get("sign").is_some() {
-        b["sign"] = json!("***");
+/// The failure as text for people: the platform's code and message.
+pub fn describe(f: &Failure) -> String {
+    match f.code {
+        Some(c) => format!("{c} {}", f.message),
+        None => f.message.clone(),
     }
-    b
 }
 
 /// A transport error's text without the URL (which holds the robot's key).

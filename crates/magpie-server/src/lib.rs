@@ -1,20 +1,25 @@
-//! The Magpie runtime: the HTTP API, ingest, the router, the workers that run flows, metrics.
+//! The Magpie runtime, one module per stage: the HTTP API (`api`), ingest, the router, the
+//! workers that run flows, the outbox that delivers their messages, the archive's sweep and
+//! replays, and telemetry.
 //!
-//! [`app`] builds the axum router over an [`AppState`] (testable with `oneshot`); [`run`] opens
-//! the store, applies a configuration if given, starts the router and workers, and serves on a
-//! listener the caller binds (tests bind port 0).
+//! [`app`] builds the axum router over an [`AppState`] (testable with `oneshot`); [`run`] starts
+//! the router, workers, outbox and sweep and serves on a listener the caller binds (tests bind
+//! port 0).
 
 mod api;
 pub mod delivery;
 pub mod error;
 pub mod ingest;
-mod metrics;
+pub mod outbox;
+pub mod replay;
 mod router;
 pub mod runtime;
+mod sweep;
+pub mod telemetry;
 mod worker;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use magpie_core::{ConfigDocument, EventLimits};
@@ -23,7 +28,6 @@ use tokio::sync::{Notify, watch};
 
 pub use api::app;
 pub use error::ApiError;
-pub use metrics::Metrics;
 
 /// How a server runs.
 #[derive(Debug, Clone)]
@@ -40,6 +44,8 @@ pub struct ServerOptions {
     pub concurrency: usize,
     /// How long a claimed job is leased before another worker may take it.
     pub lease: Duration,
+    /// The address users reach this server at, for links in digests (default: the listener's).
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -51,6 +57,7 @@ impl Default for ServerOptions {
             token: None,
             concurrency: 32,
             lease: Duration::from_secs(120),
+            public_url: None,
         }
     }
 }
@@ -70,10 +77,14 @@ pub struct AppState {
     pub token: Option<String>,
     /// Wakes the router when events arrive.
     pub wake_router: Notify,
-    /// Wakes the workers when jobs arrive.
+    /// Wakes the workers when jobs arrive or wake.
     pub wake_workers: Notify,
-    /// Counters.
-    pub metrics: Metrics,
+    /// The drainers of this node's outboxes.
+    pub outbox: outbox::Outbox,
+    /// This process's identity for leases.
+    pub node: String,
+    /// Where users reach this server (links in digests).
+    pub public_url: OnceLock<String>,
     /// Environment for `${ENV}` references.
     pub env: EnvLookup,
     /// The HTTP client for deliveries.
@@ -82,6 +93,8 @@ pub struct AppState {
     pub concurrency: usize,
     /// Job lease.
     pub lease: Duration,
+    /// Turns true when the server stops.
+    pub stop: watch::Sender<bool>,
 }
 
 /// Why the server could not start.
@@ -110,6 +123,12 @@ impl AppState {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ServerError::Http(e.to_string()))?;
+        // Install the metrics recorder before anything counts.
+        telemetry::handle();
+        let public_url = OnceLock::new();
+        if let Some(u) = &opts.public_url {
+            let _ = public_url.set(u.trim_end_matches('/').to_string());
+        }
         let state = Arc::new(AppState {
             store,
             runtime: runtime::Shared::default(),
@@ -117,11 +136,14 @@ impl AppState {
             token: opts.token.clone(),
             wake_router: Notify::new(),
             wake_workers: Notify::new(),
-            metrics: Metrics::default(),
+            outbox: outbox::Outbox::default(),
+            node: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            public_url,
             env,
             http,
             concurrency: opts.concurrency.max(1),
             lease: opts.lease,
+            stop: watch::channel(false).0,
         });
         state.runtime.reload(state.store.as_ref()).await.map_err(ServerError::Config)?;
         if let Some(doc) = &opts.config {
@@ -133,23 +155,33 @@ impl AppState {
     }
 }
 
-/// Runs the server until `shutdown` resolves: API on `listener`, router and workers beside it.
+/// Runs the server until `shutdown` resolves: API on `listener`; router, workers, outboxes and the
+/// archive's sweep beside it.
 pub async fn run(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    // This node is the only user of the embedded store: jobs left running by a crash are free.
+    // This node is the only user of the embedded store: jobs and sends left in flight by a crash
+    // are free (sends without a recorded answer go again: at least once).
     let released = state.store.release_leases().await?;
     if released > 0 {
         tracing::info!(jobs = released, "resuming jobs interrupted by the last shutdown");
     }
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let router = tokio::spawn(router::run(state.clone(), stop_rx.clone()));
-    let workers = tokio::spawn(worker::run(state.clone(), stop_rx));
+    if state.public_url.get().is_none() {
+        let _ = state.public_url.set(format!("http://{}", listener.local_addr()?));
+    }
+    let stop = state.stop.subscribe();
+    let tasks = [
+        tokio::spawn(router::run(state.clone(), stop.clone())),
+        tokio::spawn(worker::run(state.clone(), stop.clone())),
+        tokio::spawn(outbox::supervise(state.clone(), stop.clone())),
+        tokio::spawn(sweep::run(state.clone(), stop)),
+    ];
     let served = axum::serve(listener, app(state.clone())).with_graceful_shutdown(shutdown).await;
-    let _ = stop_tx.send(true);
-    let _ = router.await;
-    let _ = workers.await;
+    let _ = state.stop.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
     served.map_err(ServerError::Io)
 }

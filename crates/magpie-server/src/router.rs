@@ -8,6 +8,7 @@ use magpie_store::{NewJob, Routed};
 use tokio::sync::watch;
 
 use crate::AppState;
+use crate::telemetry::{EventsRouted, InternalEvent};
 
 const BATCH: usize = 500;
 
@@ -38,8 +39,7 @@ pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                 let n = routed.len() as u64;
                 match state.store.commit_routing(routed, magpie_core::now_ms()).await {
                     Ok(jobs) => {
-                        state.metrics.events_routed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                        state.metrics.jobs_created.fetch_add(jobs as u64, std::sync::atomic::Ordering::Relaxed);
+                        EventsRouted { events: n, jobs: jobs as u64 }.emit();
                         if jobs > 0 {
                             state.wake_workers.notify_one();
                         }

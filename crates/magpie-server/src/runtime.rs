@@ -102,10 +102,7 @@ async fn load_document(store: &dyn Store) -> Result<ConfigDocument, ApiError> {
 /// Compiles a whole document (already validated for references).
 fn compile(doc: &ConfigDocument) -> Result<Runtime, ConfigError> {
     let mut rt = Runtime::default();
-    rt.buses.insert(
-        DEFAULT_BUS.into(),
-        BusSpec { name: DEFAULT_BUS.into(), description: "云服务事件集: cloud-service events".into() },
-    );
+    rt.buses.insert(DEFAULT_BUS.into(), BusSpec::new(DEFAULT_BUS, "云服务事件集: cloud-service events"));
     for b in &doc.buses {
         rt.buses.insert(b.name.clone(), b.clone());
     }

@@ -1,18 +1,24 @@
-//! Workers: claim due jobs with a lease, run their flow, record every step and attempt as it
-//! happens, and end the job (done, dead-lettered, or rescheduled for a retry).
+//! Workers: claim due jobs with a lease, run their flow, record every step as it happens, hand
+//! messages to the outbox, and end the job — done, parked while a message waits for its
+//! connection (no worker slot held), or dead-lettered.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use magpie_core::ErrorType;
 use magpie_core::config::LogLevel;
-use magpie_flow::{Checkpoint, Effects, Message, RunOutcome, Runner, SendRequest, SendResult, StepRecord};
-use magpie_store::{AttemptRow, Job, JobEnd, Journal, StepRow};
+use magpie_flow::{
+    Checkpoint, Effects, FlowError, Message, RunOutcome, Runner, SendRequest, SendResult, SendState, StepRecord,
+};
+use magpie_store::{Job, JobEnd, Journal, MessageStatus, NewMessage, StepRow};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
 use crate::runtime::Runtime;
-use crate::{AppState, Metrics, delivery};
+use crate::telemetry::{FlowRunEnded, InternalEvent, RunDeadLettered, RunEnd};
+use crate::{AppState, outbox};
 
 pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(state.concurrency));
@@ -66,65 +72,92 @@ pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// What earlier runs did: the step records, and where each send stands (its newest message).
 fn checkpoint(journal: &Journal) -> Checkpoint {
-    let mut cp = Checkpoint::default();
-    let mut attempts: BTreeMap<u32, u32> = BTreeMap::new();
-    for a in &journal.attempts {
-        let n = attempts.entry(a.ordinal).or_default();
-        *n = (*n).max(a.attempt);
-        if a.outcome == "delivered" {
-            cp.delivered.insert(a.ordinal);
+    let mut newest: BTreeMap<u32, (u32, SendState)> = BTreeMap::new();
+    for d in &journal.deliveries {
+        let state = match d.status {
+            MessageStatus::Queued | MessageStatus::Sending => SendState::Queued,
+            MessageStatus::Delivered => SendState::Delivered { digest: None },
+            MessageStatus::Folded => SendState::Delivered { digest: d.digest_id.clone() },
+            MessageStatus::Failed => {
+                let error_type = d
+                    .error_type
+                    .as_deref()
+                    .and_then(|t| ErrorType::try_from(t.to_string()).ok())
+                    .unwrap_or_else(|| ErrorType::new("FLOW", "UNKNOWN"));
+                SendState::Failed(FlowError::new(error_type, d.error.clone().unwrap_or_default()))
+            }
+        };
+        if newest.get(&d.ordinal).is_none_or(|(g, _)| *g <= d.generation) {
+            newest.insert(d.ordinal, (d.generation, state));
         }
     }
-    cp.attempts = attempts;
-    cp.recorded = journal.steps.iter().map(|s| s.ordinal).collect();
-    cp
+    Checkpoint {
+        sends: newest.into_iter().map(|(o, (_, s))| (o, s)).collect(),
+        recorded: journal.steps.iter().map(|s| s.ordinal).collect(),
+    }
 }
 
-async fn run_job(state: &AppState, job: Job) {
+async fn run_job(state: &Arc<AppState>, job: Job) {
     let now = magpie_core::now_ms();
-    let end = match prepare(state, &job).await {
+    let (rt, msg, cp) = match prepare(state, &job).await {
+        Ok(p) => p,
         Err(reason) => {
             tracing::error!(job = job.id, event_id = %job.event_id, flow = %job.flow, reason = %reason, "flow run cannot start");
-            JobEnd::Failed { error: reason }
+            let end = JobEnd::Retry { at: now + 1_000, error: reason };
+            return finish(state, &job, end).await;
         }
-        Ok((rt, msg, cp)) => {
-            let Some((_, flow)) = rt.flows.get(&job.flow) else {
-                return finish(state, &job, JobEnd::Failed { error: format!("flow {:?} no longer exists", job.flow) })
-                    .await;
-            };
-            let flow = flow.clone();
-            let effects = JobEffects { state, job: &job, rt: rt.clone() };
-            match Runner::run(&flow, msg, &effects, Some(cp)).await {
-                RunOutcome::Completed(_) => {
-                    Metrics::inc(&state.metrics.runs_completed);
-                    tracing::info!(job = job.id, event_id = %job.event_id, rule = %job.rule, flow = %job.flow, "flow run completed");
-                    JobEnd::Done
-                }
-                RunOutcome::Failed { error, .. } => {
-                    Metrics::inc(&state.metrics.runs_failed);
-                    tracing::warn!(job = job.id, event_id = %job.event_id, flow = %job.flow, error = %error, "flow run failed: dead-lettered");
-                    JobEnd::Failed { error: error.to_string() }
-                }
-                RunOutcome::Suspended { retry_at_ms, last_error } => {
-                    Metrics::inc(&state.metrics.runs_retried);
-                    tracing::info!(job = job.id, event_id = %job.event_id, flow = %job.flow, error = %last_error,
-                        retry_in_ms = retry_at_ms - now, "send failed; retry scheduled");
-                    JobEnd::Retry { at: retry_at_ms, error: last_error.to_string() }
-                }
+    };
+    let Some((_, flow)) = rt.flows.get(&job.flow) else {
+        let error = format!("flow {:?} no longer exists", job.flow);
+        RunDeadLettered { flow: &job.flow, error_type: "FLOW:CONFIG" }.emit();
+        let end = JobEnd::Failed { error_type: "FLOW:CONFIG".into(), error, step: None };
+        return finish(state, &job, end).await;
+    };
+    let flow = flow.clone();
+    let effects = JobEffects { state, job: &job, rt: rt.clone(), store_failed: AtomicBool::new(false) };
+    let end = match Runner::run(&flow, msg, &effects, Some(cp.clone())).await {
+        RunOutcome::Completed { undelivered, .. } => {
+            let end = if undelivered > 0 { RunEnd::DeliveryFailed } else { RunEnd::Done };
+            FlowRunEnded { job: job.id, event_id: &job.event_id, rule: &job.rule, flow: &job.flow, end, error: None }
+                .emit();
+            JobEnd::Done { undelivered: undelivered > 0 }
+        }
+        RunOutcome::Failed { error, at, .. } => {
+            let text = error.to_string();
+            FlowRunEnded {
+                job: job.id,
+                event_id: &job.event_id,
+                rule: &job.rule,
+                flow: &job.flow,
+                end: RunEnd::Failed,
+                error: Some(&text),
             }
+            .emit();
+            // A failed delivery was counted as a dead letter when it failed.
+            let delivery = at.as_ref().is_some_and(|a| matches!(cp.sends.get(&a.ordinal), Some(SendState::Failed(_))));
+            let error_type = error.error_type.to_string();
+            if !delivery {
+                RunDeadLettered { flow: &job.flow, error_type: &error_type }.emit();
+            }
+            JobEnd::Failed { error_type, error: error.description, step: at.map(|a| (a.ordinal, a.path)) }
         }
+        RunOutcome::Parked if effects.store_failed.load(Ordering::Relaxed) => {
+            JobEnd::Retry { at: now + 1_000, error: "the store refused a message; the run goes again".into() }
+        }
+        RunOutcome::Parked => JobEnd::Parked,
     };
     finish(state, &job, end).await;
 }
 
 async fn finish(state: &AppState, job: &Job, end: JobEnd) {
-    let retry = matches!(end, JobEnd::Retry { .. });
+    let again = matches!(end, JobEnd::Retry { .. } | JobEnd::Parked);
     if let Err(e) = state.store.end_job(job.id, end, magpie_core::now_ms()).await {
         // The lease runs out and the job is claimed again: nothing is lost.
         tracing::error!(job = job.id, error = %e, "recording the end of a flow run failed");
     }
-    if retry {
+    if again {
         state.wake_workers.notify_one();
     }
 }
@@ -155,44 +188,52 @@ async fn prepare(state: &AppState, job: &Job) -> Result<(Arc<Runtime>, Message, 
     }
     msg.attrs.insert("flow".into(), json!(job.flow));
     msg.attrs.insert("event_id".into(), json!(job.event_id));
+    if let Some(r) = &job.replay {
+        msg.attrs.insert("replay".into(), json!(r));
+    }
     Ok((state.runtime.get(), msg, checkpoint(&journal)))
 }
 
 struct JobEffects<'a> {
-    state: &'a AppState,
+    state: &'a Arc<AppState>,
     job: &'a Job,
     rt: Arc<Runtime>,
+    store_failed: AtomicBool,
 }
 
 impl Effects for JobEffects<'_> {
     async fn send(&self, req: SendRequest) -> SendResult {
-        let Some(conn) = self.rt.connections.get(&req.connection) else {
-            return delivery::config_failure(&req.connection, "no such connection");
-        };
-        let dest = match delivery::destination(conn, self.state.env.as_ref()) {
-            Ok(d) => d,
-            Err(reason) => return delivery::config_failure(&req.connection, &reason),
-        };
-        let started_at = magpie_core::now_ms();
-        let a =
-            delivery::deliver(&self.state.http, &dest, &req.message, conn.timeout.unwrap_or(delivery::DEFAULT_TIMEOUT))
-                .await;
-        let row = AttemptRow {
+        if !self.rt.connections.contains_key(&req.connection) {
+            let e = FlowError::new(
+                ErrorType::new("FLOW", "CONFIG"),
+                format!("connection {:?} does not exist", req.connection),
+            );
+            return SendResult::Failed(e);
+        }
+        let text = |k: &str| self.job.event.get(k).and_then(Value::as_str).map(str::to_string);
+        let msg = NewMessage {
+            job_id: self.job.id,
             ordinal: req.ordinal,
-            attempt: req.attempt,
+            path: req.path,
             connection: req.connection.clone(),
-            platform: conn.platform.as_str().into(),
-            url: a.url,
-            request: a.request,
-            status_code: a.status_code,
-            response: a.response,
-            outcome: "failed".into(),
-            error_type: None,
-            error: None,
-            started_at,
-            duration_ms: a.duration.as_millis() as i64,
+            flow: self.job.flow.clone(),
+            event_id: self.job.event_id.clone(),
+            event_type: text("type").unwrap_or_default(),
+            event_status: text("status"),
+            kind: req.message.kind,
+            message: serde_json::to_value(&req.message).unwrap_or(Value::Null),
+            policy: req.retry,
+            received_at: self.job.received_at,
+            now_ms: magpie_core::now_ms(),
         };
-        self.record_attempt(row, a.result).await
+        match self.state.store.enqueue(msg).await {
+            Ok(_) => outbox::wake(self.state, &req.connection),
+            Err(e) => {
+                tracing::error!(job = self.job.id, error = %e, "queueing a message failed; the run goes again");
+                self.store_failed.store(true, Ordering::Relaxed);
+            }
+        }
+        SendResult::Queued
     }
 
     async fn record(&self, rec: StepRecord) {
@@ -221,26 +262,5 @@ impl Effects for JobEffects<'_> {
 
     fn now_ms(&self) -> i64 {
         magpie_core::now_ms()
-    }
-}
-
-impl JobEffects<'_> {
-    async fn record_attempt(&self, mut row: AttemptRow, result: SendResult) -> SendResult {
-        match &result {
-            SendResult::Delivered => {
-                row.outcome = "delivered".into();
-                Metrics::inc(&self.state.metrics.deliveries_ok);
-            }
-            SendResult::Failed { error_type, message, .. } => {
-                row.error_type = Some(error_type.to_string());
-                row.error = Some(message.clone());
-                Metrics::inc(&self.state.metrics.deliveries_failed);
-                tracing::warn!(job = self.job.id, connection = %row.connection, attempt = row.attempt, error_type = %error_type, error = %message, "delivery attempt failed");
-            }
-        }
-        if let Err(e) = self.state.store.record_attempt(self.job.id, row).await {
-            tracing::error!(job = self.job.id, error = %e, "recording a delivery attempt failed");
-        }
-        result
     }
 }

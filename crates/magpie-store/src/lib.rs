@@ -1,17 +1,36 @@
-//! Magpie storage: configuration objects, the event log, the router cursor, the job queue, step
-//! records and delivery attempts.
+//! Magpie storage: configuration objects, the event log and its archive, the router cursor, the
+//! job queue, step records, the per-connection outboxes with their sends and digests, and dead
+//! letters.
 //!
 //! [`Store`] is the seam: every method is one transaction. [`SqliteStore`] is the embedded
 //! backend (WAL, one writer thread; event appends wait for the disk and are group-committed, job
-//! bookkeeping survives process crashes), used by default with zero set-up.
+//! and outbox bookkeeping survives process crashes), used by default with zero set-up. Every
+//! backend passes the same conformance suite ([`store_suite!`]).
+//!
+//! Statuses are enums ([`JobStatus`], [`MessageStatus`], [`SendOutcome`], [`LetterStatus`]),
+//! stored as their lower-case names.
 
+#[doc(hidden)]
+pub mod conformance;
+mod dead_letter;
+mod event;
+mod job;
+mod outbox;
 mod sqlite;
+mod trace;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use dead_letter::{DeadLetter, DeadLetterDetail, LetterFilter, LetterStatus, Redriven};
+pub use event::{Appended, EventFilter, NewEvent, ReplayRange, StoredEvent};
+pub use job::{Job, JobEnd, JobStatus, NewJob, ReplayJob, Routed, StepRow};
+pub use outbox::{
+    DigestRow, LimiterState, MessageStatus, MessageUpdate, NewMessage, OutboxState, OutboxStatus, QueuedMessage,
+    SendClaim, SendCompletion, SendOutcome,
+};
 pub use sqlite::SqliteStore;
+pub use trace::{AttemptRow, DeliveryRow, JobTrace, Journal, Trace};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +50,7 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Kinds of configuration object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Event buses.
@@ -77,202 +96,20 @@ pub enum ConfigChange {
     },
 }
 
-/// An event to append.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
-    /// Its id.
-    pub id: String,
-    /// Event time, ms since the epoch.
-    pub time_ms: i64,
-    /// The event JSON.
-    pub body: Value,
-}
-
-/// What happened to one appended event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Appended {
-    /// Stored at this sequence number.
-    Stored(i64),
-    /// An event with the same id was already on the bus (idempotent put); nothing was added.
-    Duplicate(i64),
-}
-
-/// An event in the log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StoredEvent {
-    /// Position in the log.
-    pub seq: i64,
-    /// Bus.
-    pub bus: String,
-    /// Id.
-    pub id: String,
-    /// The event JSON.
-    pub body: Value,
-    /// When it was stored, ms since the epoch.
-    pub received_at: i64,
-}
-
-/// A job the router creates: run `flow` for the event matched by `rule`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewJob {
-    /// The rule that matched.
-    pub rule: String,
-    /// The flow to run.
-    pub flow: String,
-}
-
-/// The routing of one event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Routed {
-    /// The event's sequence number.
-    pub seq: i64,
-    /// Names of the rules it matched.
-    pub matched: Vec<String>,
-    /// Jobs to create.
-    pub jobs: Vec<NewJob>,
-}
-
-/// A claimed job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Job {
-    /// Job id.
-    pub id: i64,
-    /// The event's sequence number.
-    pub event_seq: i64,
-    /// The event's id.
-    pub event_id: String,
-    /// Bus.
-    pub bus: String,
-    /// Rule.
-    pub rule: String,
-    /// Flow.
-    pub flow: String,
-    /// How many times the job has been claimed (this run included).
-    pub runs: i64,
-    /// The event (returned with the claim, to save a read).
-    pub event: Value,
-}
-
-/// How a job run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobEnd {
-    /// The flow completed.
-    Done,
-    /// The flow failed with an uncaught error: the job is dead-lettered.
-    Failed {
-        /// The error.
-        error: String,
-    },
-    /// Run again at `at` (ms since the epoch).
-    Retry {
-        /// When.
-        at: i64,
-        /// The error that caused the retry.
-        error: String,
-    },
-}
-
-/// A step record as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepRow {
-    /// Execution ordinal.
-    pub ordinal: u32,
-    /// Path in the flow.
-    pub path: String,
-    /// Step kind.
-    pub kind: String,
-    /// ok / caught / error.
-    pub status: String,
-    /// Details.
-    pub detail: Value,
-    /// When, ms since the epoch.
-    pub at: i64,
-}
-
-/// One delivery attempt as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AttemptRow {
-    /// The send step's ordinal.
-    pub ordinal: u32,
-    /// Attempt number, from 1.
-    pub attempt: u32,
-    /// Connection name.
-    pub connection: String,
-    /// Platform.
-    pub platform: String,
-    /// The URL with secrets masked.
-    pub url: String,
-    /// The request body (signatures masked).
-    pub request: Value,
-    /// HTTP status, when an answer came.
-    pub status_code: Option<u16>,
-    /// The answer body (truncated).
-    pub response: Option<String>,
-    /// `delivered` or `failed`.
-    pub outcome: String,
-    /// `CONNECTOR:KIND` on failure.
-    pub error_type: Option<String>,
-    /// Description on failure.
-    pub error: Option<String>,
-    /// Start, ms since the epoch.
-    pub started_at: i64,
-    /// Duration in ms.
-    pub duration_ms: i64,
-}
-
-/// What a job's earlier runs recorded.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Journal {
-    /// Step records, by ordinal.
-    pub steps: Vec<StepRow>,
-    /// Attempts, in order.
-    pub attempts: Vec<AttemptRow>,
-}
-
-/// A job with its journal, for traces.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct JobTrace {
-    /// Job id.
-    pub job_id: i64,
-    /// Rule.
-    pub rule: String,
-    /// Flow.
-    pub flow: String,
-    /// pending / running / done / failed.
-    pub status: String,
-    /// Runs so far.
-    pub runs: i64,
-    /// When the next run is due, if pending.
-    pub next_attempt_at: Option<i64>,
-    /// Last error, if any.
-    pub last_error: Option<String>,
-    /// Steps and attempts.
-    #[serde(flatten)]
-    pub journal: Journal,
-}
-
-/// Everything known about one event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Trace {
-    /// The event.
-    pub event: StoredEvent,
-    /// Whether the router has processed it.
-    pub routed: bool,
-    /// Rules it matched.
-    pub rules_matched: Vec<String>,
-    /// Flow runs.
-    pub runs: Vec<JobTrace>,
-}
-
 /// Storage, one transaction per method.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    // ---- configuration ----------------------------------------------------------------------
+
     /// Creates or replaces, or deletes, configuration objects, all in one transaction.
     async fn apply_config(&self, changes: Vec<ConfigChange>) -> Result<()>;
     /// One configuration object.
     async fn get_object(&self, kind: Kind, key: &str) -> Result<Option<Value>>;
     /// All objects of a kind, ordered by key.
     async fn list_objects(&self, kind: Kind) -> Result<Vec<(String, Value)>>;
+
+    // ---- event log and archive --------------------------------------------------------------
+
     /// Appends events to a bus; returns only after they are durable.
     async fn append_events(&self, bus: &str, events: Vec<NewEvent>) -> Result<Vec<Appended>>;
     /// Stores an event on `bus` already routed to `flow` under the name `rule`, with its job, in
@@ -282,20 +119,82 @@ pub trait Store: Send + Sync + 'static {
     async fn unrouted_events(&self, limit: usize) -> Result<Vec<StoredEvent>>;
     /// Records routings, creates their jobs and advances the cursor, in one transaction.
     async fn commit_routing(&self, routed: Vec<Routed>, now_ms: i64) -> Result<usize>;
+    /// Archived events, newest first, filtered; `filter.before_seq` continues a listing.
+    async fn list_events(&self, filter: EventFilter) -> Result<Vec<StoredEvent>>;
+    /// Events of a bus received within a range, oldest first, after `after_seq` (for replays).
+    async fn range_events(&self, range: ReplayRange, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>>;
+    /// How many events of a bus were received within a range.
+    async fn count_events(&self, range: ReplayRange) -> Result<u64>;
+    /// Creates jobs for archived events (a replay), marked with the replay's id.
+    async fn create_jobs(&self, jobs: Vec<ReplayJob>, replay: &str, now_ms: i64) -> Result<usize>;
+    /// Removes up to `limit` events of `bus` received before `before_ms` whose work is finished,
+    /// with their jobs, steps, messages and sends. Returns how many events were removed.
+    async fn sweep(&self, bus: &str, before_ms: i64, limit: usize) -> Result<usize>;
+
+    // ---- jobs -------------------------------------------------------------------------------
+
     /// Claims up to `limit` due jobs (and jobs whose lease ran out) with a lease.
     async fn claim_jobs(&self, now_ms: i64, lease_ms: i64, limit: usize) -> Result<Vec<Job>>;
-    /// Makes every running job claimable at once (after a restart of the only node).
+    /// Makes every running job claimable at once and frees every outbox (after a restart of the
+    /// only node): nothing in flight survives a process.
     async fn release_leases(&self) -> Result<usize>;
     /// The earliest time a pending job falls due.
     async fn next_due(&self) -> Result<Option<i64>>;
     /// Stores a step record (idempotent per ordinal).
     async fn record_step(&self, job_id: i64, row: StepRow) -> Result<()>;
-    /// Stores a delivery attempt.
-    async fn record_attempt(&self, job_id: i64, row: AttemptRow) -> Result<()>;
-    /// A job's journal.
+    /// A job's journal: its step records, its messages and their sends.
     async fn journal(&self, job_id: i64) -> Result<Journal>;
-    /// Ends a job run.
+    /// Ends a job run. [`JobEnd::Parked`] parks the job until its queued messages are finished
+    /// (or makes it due at once if they already are); [`JobEnd::Failed`] dead-letters it.
     async fn end_job(&self, job_id: i64, end: JobEnd, now_ms: i64) -> Result<()>;
+
+    // ---- outbox -----------------------------------------------------------------------------
+
+    /// Queues a message for its connection (idempotent per job and step). Returns its id.
+    async fn enqueue(&self, msg: NewMessage) -> Result<i64>;
+    /// Takes or renews the lease of a connection's outbox for `owner`. `None` when another owner
+    /// holds it. A new owner gets messages left `sending` by the last one back in the queue.
+    async fn outbox_acquire(
+        &self,
+        connection: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<OutboxState>>;
+    /// Gives the lease up.
+    async fn outbox_release(&self, connection: &str, owner: &str) -> Result<()>;
+    /// The queued messages of a connection, oldest first.
+    async fn outbox_queue(&self, connection: &str, limit: usize) -> Result<Vec<QueuedMessage>>;
+    /// Marks the messages of one or more sends (of one connection) as being sent and saves the
+    /// limiter of the last, if its `owner` still holds the lease (else nothing changes and the
+    /// answer is `false`).
+    async fn outbox_claim(&self, claims: Vec<SendClaim>) -> Result<bool>;
+    /// Records sends' answers and applies their consequences to each message (delivered, queued
+    /// again, or failed into a dead letter); wakes the jobs waiting on finished messages.
+    /// Returns the woken jobs.
+    async fn outbox_complete(&self, done: Vec<SendCompletion>) -> Result<Vec<i64>>;
+    /// Fails queued messages without a send (too old, or their connection is gone). Returns the
+    /// woken jobs.
+    async fn outbox_fail(&self, failed: Vec<(i64, String, String)>, now_ms: i64) -> Result<Vec<i64>>;
+    /// Depth, limiter and counters of a connection's outbox.
+    async fn outbox_status(&self, connection: &str) -> Result<OutboxStatus>;
+    /// Connections with queued messages.
+    async fn outbox_connections(&self) -> Result<Vec<String>>;
+    /// A digest: a delivered send that folded several messages.
+    async fn digest(&self, id: &str) -> Result<Option<DigestRow>>;
+
+    // ---- dead letters -----------------------------------------------------------------------
+
+    /// Dead letters, newest first.
+    async fn dead_letters(&self, filter: LetterFilter) -> Result<Vec<DeadLetter>>;
+    /// One dead letter with its event, its attempts and the letters it was redriven from.
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterDetail>>;
+    /// Redrives open dead letters: a failed message is queued again, a failed run resumes from
+    /// its failed step. Redriven letters leave the list.
+    async fn redrive(&self, ids: Vec<i64>, now_ms: i64) -> Result<Vec<Redriven>>;
+
+    // ---- traces -----------------------------------------------------------------------------
+
     /// The trace of an event by id (the newest if several buses hold the id).
     async fn trace(&self, event_id: &str) -> Result<Option<Trace>>;
 }

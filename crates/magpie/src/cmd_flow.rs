@@ -3,14 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
 use magpie_connectors::{Destination, build_request, redact_url};
 use magpie_core::config::{ConnectionSpec, FlowSpec, LogLevel};
 use magpie_core::{ConfigDocument, ErrorType, Retry};
-use magpie_flow::{Checkpoint, Effects, Flow, Message, RunOutcome, Runner, SendRequest, SendResult, StepRecord};
+use magpie_flow::{Effects, Flow, FlowError, Message, RunOutcome, Runner, SendRequest, SendResult, StepRecord};
 use magpie_server::delivery;
 use serde_json::{Value, json};
 
@@ -42,18 +41,11 @@ struct Offline {
     connections: BTreeMap<String, ConnectionSpec>,
     send: bool,
     http: reqwest::Client,
-    cp: Mutex<Checkpoint>,
 }
 
 impl Effects for Offline {
     async fn send(&self, req: SendRequest) -> SendResult {
-        let result = self.try_send(&req).await;
-        let mut cp = self.cp.lock().unwrap_or_else(|p| p.into_inner());
-        cp.attempts.insert(req.ordinal, req.attempt);
-        if result == SendResult::Delivered {
-            cp.delivered.insert(req.ordinal);
-        }
-        result
+        self.try_send(&req).await
     }
 
     async fn record(&self, rec: StepRecord) {
@@ -62,7 +54,6 @@ impl Effects for Offline {
             ref d => d.to_string(),
         };
         println!("[{}] {:<40} {:<7} {detail}", rec.ordinal, rec.path, rec.status);
-        self.cp.lock().unwrap_or_else(|p| p.into_inner()).recorded.insert(rec.ordinal);
     }
 
     fn log(&self, level: LogLevel, category: &str, message: &str) {
@@ -83,9 +74,13 @@ impl Offline {
                 req.connection,
                 json!({"kind": m.kind, "title": m.title, "content": m.content})
             );
-            return SendResult::Delivered;
+            return SendResult::Delivered { digest: None };
         };
         let env = |k: &str| std::env::var(k).ok();
+        let ns = conn.platform.error_namespace();
+        let failed = |f: &magpie_connectors::Failure| {
+            SendResult::Failed(FlowError::new(f.kind.in_namespace(ns), delivery::describe(f)))
+        };
         if !self.send {
             // A dry run needs no real secrets: unresolved references are shown as they are.
             let resolve = |s: &str| magpie_core::env::resolve(s, env).unwrap_or_else(|_| s.to_string());
@@ -102,30 +97,43 @@ impl Offline {
                         redact_url(&http.url),
                         serde_json::to_string(&http.body).unwrap_or_default()
                     );
-                    SendResult::Delivered
+                    SendResult::Delivered { digest: None }
                 }
-                Err(e) => SendResult::Failed {
-                    error_type: ErrorType::new(conn.platform.error_namespace(), "BAD_REQUEST"),
-                    retry: Retry::No,
-                    retry_after: None,
-                    message: e.to_string(),
-                },
+                Err(e) => SendResult::Failed(FlowError::new(ErrorType::new(ns, "BAD_REQUEST"), e.to_string())),
             };
         }
         let dest = match delivery::destination(conn, &env) {
             Ok(d) => d,
-            Err(reason) => return delivery::config_failure(&conn.name, &reason),
+            Err(reason) => return failed(&delivery::config_failure(&conn.name, &reason)),
         };
-        let a =
-            delivery::deliver(&self.http, &dest, &req.message, conn.timeout.unwrap_or(delivery::DEFAULT_TIMEOUT)).await;
-        println!("    POST {} (attempt {})", a.url, req.attempt);
-        if let (Some(status), Some(body)) = (a.status_code, &a.response) {
-            println!("    → HTTP {status} {body}");
+        // Sent directly, retried as the step's policy says (no outbox here: one message).
+        let timeout = conn.timeout.unwrap_or(delivery::DEFAULT_TIMEOUT);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let prepared = match delivery::prepare(&dest, &req.message, magpie_core::now_ms()) {
+                Ok(p) => p,
+                Err(f) => return failed(&f),
+            };
+            println!("    POST {} (attempt {attempt})", prepared.masked_url);
+            let a = delivery::send(&self.http, conn.platform, &prepared, timeout).await;
+            if let (Some(status), Some(body)) = (a.status_code, &a.response) {
+                println!("    → HTTP {status} {body}");
+            }
+            let Some(f) = a.failure else { return SendResult::Delivered { digest: None } };
+            println!("    → {}: {}", f.kind.in_namespace(ns), delivery::describe(&f));
+            let allowed = match f.retry {
+                Retry::No => 1,
+                Retry::Once => req.retry.attempts.min(2),
+                Retry::Yes => req.retry.attempts,
+            };
+            if attempt >= allowed {
+                return failed(&f);
+            }
+            let wait = req.retry.backoff_after(attempt, f.retry_after, attempt as u64);
+            println!("    retrying in {} ms", wait.as_millis());
+            tokio::time::sleep(wait).await;
         }
-        if let SendResult::Failed { error_type, message, .. } = &a.result {
-            println!("    → {error_type}: {message}");
-        }
-        a.result
     }
 }
 
@@ -196,25 +204,26 @@ pub async fn run(args: RunArgs) -> Result<u8, Exit> {
         connections: connections.into_iter().map(|c| (c.name.clone(), c)).collect(),
         send: args.send,
         http: reqwest::Client::new(),
-        cp: Mutex::new(Checkpoint::default()),
     };
     println!("flow {} over event {}{}", spec.name, msg.id, if args.send { "" } else { " (dry run: nothing is sent)" });
-    loop {
-        let cp = fx.cp.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        match Runner::run(&flow, msg.clone(), &fx, Some(cp)).await {
-            RunOutcome::Completed(m) => {
-                println!("completed; vars: {}", Value::Object(m.vars));
-                return Ok(0);
-            }
-            RunOutcome::Failed { error, .. } => {
-                println!("failed: {error}");
+    match Runner::run(&flow, msg.clone(), &fx, None).await {
+        RunOutcome::Completed { message, undelivered } => {
+            if undelivered > 0 {
+                println!(
+                    "completed, but {undelivered} message(s) could not be delivered; vars: {}",
+                    Value::Object(message.vars)
+                );
                 return Ok(1);
             }
-            RunOutcome::Suspended { retry_at_ms, last_error } => {
-                let wait = (retry_at_ms - magpie_core::now_ms()).max(0) as u64;
-                println!("    {last_error}; retrying in {wait} ms");
-                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-            }
+            println!("completed; vars: {}", Value::Object(message.vars));
+            Ok(0)
         }
+        RunOutcome::Failed { error, at, .. } => {
+            let at = at.map(|a| format!(" at {}", a.path)).unwrap_or_default();
+            println!("failed{at}: {error}");
+            Ok(1)
+        }
+        // Offline sends are answered at once: nothing queues.
+        RunOutcome::Parked => Ok(0),
     }
 }

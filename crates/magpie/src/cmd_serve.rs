@@ -41,6 +41,9 @@ pub struct ServeArgs {
     /// Flow runs in parallel.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// The URL users reach this server at, for the links in digests (default: http://LISTEN).
+    #[arg(long, env = "MAGPIE_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 /// Arguments of `magpie robots`.
@@ -109,10 +112,9 @@ pub fn robots_of(doc: &ConfigDocument) -> Vec<Robot> {
                 None => None,
             };
             Some(Robot {
-                platform: c.platform,
-                token: token_of(c.platform, &webhook)?,
                 secret,
                 keywords: c.keywords.clone(),
+                ..Robot::new(c.platform, token_of(c.platform, &webhook)?)
             })
         })
         .collect()
@@ -159,6 +161,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Exit> {
         limits: EventLimits { max_bytes: args.max_event_bytes, ..EventLimits::default() },
         token: args.token.filter(|t| !t.is_empty()),
         concurrency: args.concurrency,
+        public_url: args.public_url.filter(|u| !u.is_empty()),
         ..ServerOptions::default()
     };
     let env: magpie_server::EnvLookup = Arc::new(|k: &str| std::env::var(k).ok());

@@ -2,8 +2,10 @@
 //! simulator.
 
 mod client;
+mod cmd_archive;
 mod cmd_events;
 mod cmd_flow;
+mod cmd_letters;
 mod cmd_pattern;
 mod cmd_serve;
 mod trace_view;
@@ -41,6 +43,69 @@ enum Command {
     Robots(cmd_serve::RobotsArgs),
     /// Apply a configuration file (buses, connections, flows, rules) to the server.
     Apply(ApplyArgs),
+    /// Messages that could not be delivered and runs that failed: list, show, redrive.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(LettersCommand),
+}
+
+#[derive(Args)]
+struct LetterFilterArgs {
+    /// Only letters of this flow.
+    #[arg(long)]
+    flow: Option<String>,
+    /// Only letters of this connection.
+    #[arg(long)]
+    connection: Option<String>,
+    /// Only this error type: NS:KIND (WECOM:AUTH) or a kind of any namespace (AUTH).
+    #[arg(long)]
+    error_type: Option<String>,
+    /// Only letters since: a duration back (1h) or a time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+}
+
+impl LetterFilterArgs {
+    fn into_filter(self) -> cmd_letters::Filter {
+        cmd_letters::Filter {
+            flow: self.flow,
+            connection: self.connection,
+            error_type: self.error_type,
+            since: self.since,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum LettersCommand {
+    /// List open dead letters, newest first.
+    List {
+        #[command(flatten)]
+        filter: LetterFilterArgs,
+        /// Include letters already redriven.
+        #[arg(long)]
+        redriven: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter: its event, step, error, every attempt, and earlier letters.
+    Show {
+        /// The letter's id.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Redrive letters: failed messages are queued again, stopped runs resume from the failed step.
+    Redrive {
+        /// Letter ids.
+        ids: Vec<i64>,
+        /// Every open letter.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: LetterFilterArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -74,6 +139,63 @@ enum EventsCommand {
         /// Print the raw JSON trace.
         #[arg(long)]
         json: bool,
+    },
+    /// List archived events, newest first.
+    List {
+        /// Only this bus.
+        #[arg(long)]
+        bus: Option<String>,
+        /// Only events received since: a duration back (1h) or a time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this event type.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// Only this subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON event per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Route archived events again through today's rules into their flows.
+    Replay {
+        /// The bus.
+        #[arg(long, default_value = "default")]
+        bus: String,
+        /// Events received since: a duration back (1h) or a time.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        since: Option<String>,
+        /// Events received from this time (with --to).
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// Events received before this time (with --from).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// Only through this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Print what would be sent; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Send a storm of sample alerts at once and watch the outboxes fold and drain it.
+    Storm {
+        /// How many alerts.
+        #[arg(long, default_value_t = 300)]
+        count: usize,
+        /// The template of each (a fresh id and subject each).
+        #[arg(long, default_value = "cvm:PingUnreachable")]
+        template: String,
+        /// The bus.
+        #[arg(long, default_value = "default")]
+        bus: String,
+        /// Send and return, without watching the outboxes.
+        #[arg(long)]
+        no_watch: bool,
     },
 }
 
@@ -151,6 +273,23 @@ fn main() -> ExitCode {
             Command::Pattern(PatternCommand::Match { rules, events }) => cmd_pattern::match_file(&rules, &events),
             Command::Flow(FlowCommand::Run(args)) => cmd_flow::run(args).await,
             Command::Apply(args) => cmd_events::apply(&client?, &args.file).await,
+            Command::Events(EventsCommand::List { bus, since, event_type, subject, limit, json }) => {
+                let a = cmd_archive::ListArgs { bus, since, event_type, subject, limit, json };
+                cmd_archive::list(&client?, a).await
+            }
+            Command::Events(EventsCommand::Replay { bus, since, from, to, rule, dry_run }) => {
+                cmd_archive::replay(&client?, cmd_archive::ReplayArgs { bus, since, from, to, rule, dry_run }).await
+            }
+            Command::Events(EventsCommand::Storm { count, template, bus, no_watch }) => {
+                cmd_archive::storm(&client?, cmd_archive::StormArgs { count, template, bus, no_watch }).await
+            }
+            Command::DeadLetters(LettersCommand::List { filter, redriven, json }) => {
+                cmd_letters::list(&client?, filter.into_filter(), redriven, json).await
+            }
+            Command::DeadLetters(LettersCommand::Show { id, json }) => cmd_letters::show(&client?, id, json).await,
+            Command::DeadLetters(LettersCommand::Redrive { ids, all, filter }) => {
+                cmd_letters::redrive(&client?, ids, all, filter.into_filter()).await
+            }
         }
     });
     match result {

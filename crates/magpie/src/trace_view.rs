@@ -63,9 +63,19 @@ pub fn render(t: &Value) -> String {
         if status == "pending" && run["next_attempt_at"].is_number() {
             status = format!("pending, next attempt {}", time(&run["next_attempt_at"]));
         }
+        if status == "parked" {
+            status = "parked: waiting for delivery".into();
+        }
+        if status == "delivery_failed" {
+            status = "done, but a message was not delivered (dead letter)".into();
+        }
+        let replay = match run["replay"].as_str() {
+            Some(r) => format!("  (replay {r})"),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "\nflow run #{}  rule {} → flow {}  [{status}]  runs: {}",
+            "\nflow run #{}  rule {} → flow {}  [{status}]  runs: {}{replay}",
             run["job_id"],
             s(&run["rule"]),
             s(&run["flow"]),
@@ -83,23 +93,60 @@ pub fn render(t: &Value) -> String {
                 "set-payload" => format!("payload = {}", short(&d["payload"], 80)),
                 "logger" => format!("{} [{}] {}", s(&d["level"]), s(&d["category"]), short(&d["message"], 100)),
                 "try" if s(&step["status"]) == "caught" => format!("caught {}", s(&d["error"]["code"])),
-                "robot" if d["delivered"].as_bool() == Some(true) => format!("delivered via {}", s(&d["connection"])),
+                "robot" if d["delivery"] == "delivered" => format!("delivered via {}", s(&d["connection"])),
+                "robot" if d["delivery"] == "folded" => {
+                    format!("folded into digest {} via {}", s(&d["digest_id"]), s(&d["connection"]))
+                }
                 _ if d.get("error").is_some() => {
                     format!("{}: {}", s(&d["error"]["code"]), short(&d["error"]["desc"], 120))
                 }
                 _ => String::new(),
             };
             let _ = writeln!(out, "  [{ord}] {:<40} {:<7} {what}", s(&step["path"]), s(&step["status"]));
-            for a in attempts.iter().filter(|a| a["ordinal"].as_u64() == Some(ord)) {
+            let first: Vec<&Value> = run["deliveries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|d| d["ordinal"].as_u64() == Some(ord) && d["generation"].as_u64() == Some(0))
+                .map(|d| &d["message_id"])
+                .collect();
+            for a in attempts.iter().filter(|a| first.contains(&&a["message_id"])) {
                 write_attempt(&mut out, a);
             }
         }
-        // Attempts of a send whose step has not finished yet (a retry is pending).
+        // Messages whose step has not finished yet: queued in the outbox, or being retried.
         let recorded: Vec<u64> =
             run["steps"].as_array().into_iter().flatten().filter_map(|s| s["ordinal"].as_u64()).collect();
-        for a in attempts.iter().filter(|a| !a["ordinal"].as_u64().is_some_and(|o| recorded.contains(&o))) {
-            let _ = writeln!(out, "  [{}] (send in progress)", a["ordinal"]);
-            write_attempt(&mut out, a);
+        for d in run["deliveries"].as_array().into_iter().flatten() {
+            let ord = d["ordinal"].as_u64().unwrap_or(0);
+            let later = d["generation"].as_u64().unwrap_or(0) > 0;
+            if recorded.contains(&ord) && !later {
+                continue;
+            }
+            let what = match s(&d["status"]) {
+                "queued" | "sending" => {
+                    format!("queued in the outbox of {} ({} failed attempts)", s(&d["connection"]), d["attempts"])
+                }
+                "folded" => format!("folded into digest {}", s(&d["digest_id"])),
+                "delivered" => "delivered".to_string(),
+                _ => format!("failed {}: {}", s(&d["error_type"]), short(&d["error"], 120)),
+            };
+            let redrive = if later { "  (redriven)" } else { "" };
+            let _ = writeln!(out, "  [{ord}] {:<40} {what}{redrive}", s(&d["step"]));
+            for a in attempts.iter().filter(|a| a["message_id"] == d["message_id"]) {
+                write_attempt(&mut out, a);
+            }
+        }
+        for l in run["dead_letters"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  dead letter #{} [{}] {} at {}: {}",
+                l["id"],
+                s(&l["status"]),
+                s(&l["error_type"]),
+                s(&l["step"]),
+                short(&l["error"], 120)
+            );
         }
     }
     if t["runs"].as_array().is_none_or(|r| r.is_empty()) {
@@ -114,12 +161,16 @@ fn write_attempt(out: &mut String, a: &Value) {
         _ => "no answer".into(),
     };
     let outcome = match a["error_type"].as_str() {
-        Some(t) => format!("failed {t}: {}", short(&a["error"], 120)),
+        Some(t) => format!("{} {t}: {}", s(&a["outcome"]).replace('_', " "), short(&a["error"], 120)),
         None => s(&a["outcome"]).to_string(),
+    };
+    let folded = match a["folded"].as_u64() {
+        Some(n) if n > 1 => format!(" digest {} of {n} messages", s(&a["send_id"])),
+        _ => String::new(),
     };
     let _ = writeln!(
         out,
-        "      attempt {} → {} ({}) {}  {answer}  {outcome}  {} ms",
+        "      attempt {} → {} ({}){folded} {}  {answer}  {outcome}  {} ms",
         a["attempt"],
         s(&a["connection"]),
         s(&a["platform"]),

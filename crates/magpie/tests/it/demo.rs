@@ -26,6 +26,9 @@ fn every_cvm_template_reaches_the_three_robots_formatted_and_signed() {
 
     let mut sent = Vec::new();
     for name in CVM_TEMPLATES {
+        // Spaced as a person would send them: each message alone in its slot, none folded (the
+        // demo robots keep the platforms' real limits; Feishu takes 5 per second).
+        std::thread::sleep(std::time::Duration::from_millis(400));
         let id = send_template(&url, name);
         let event = trace(&url, &id)["event"]["body"].clone();
         sent.push((id, event));

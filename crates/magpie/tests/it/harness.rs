@@ -174,6 +174,11 @@ pub fn demo_config(port: u16) -> String {
 
 /// A one-flow configuration: WeCom robot in try, logger ERROR `ebtest` in catch ANY.
 pub fn wecom_config(sim_port: u16, key: &str, attempts: u32) -> String {
+    wecom_config_with(sim_port, key, attempts, "")
+}
+
+/// [`wecom_config`] with more settings for the connection (YAML lines, indented by 4).
+pub fn wecom_config_with(sim_port: u16, key: &str, attempts: u32, connection_extra: &str) -> String {
     format!(
         r#"
 connections:
@@ -181,6 +186,7 @@ connections:
     platform: wecom
     webhook: http://127.0.0.1:{sim_port}/cgi-bin/webhook/send?key={key}
     timeout: 2s
+{connection_extra}
 flows:
   - name: to-wecom
     steps:
@@ -231,6 +237,71 @@ pub fn settled_trace(server: &str, id: &str, runs: usize) -> Value {
     eventually(20, &format!("flow runs of {id} to end"), || {
         let t = trace(server, id);
         let r = t["runs"].as_array()?;
-        (r.len() == runs && r.iter().all(|r| r["status"] == "done" || r["status"] == "failed")).then_some(t)
+        let ended = |r: &Value| r["status"] == "done" || r["status"] == "failed" || r["status"] == "delivery_failed";
+        (r.len() == runs && r.iter().all(ended)).then_some(t)
     })
+}
+
+/// Registers (or replaces) a robot in the simulator: `{"platform", "token", "limits"?, …}`.
+pub fn sim_robot(sim: &Proc, robot: Value) {
+    let (status, body) =
+        http_send("POST", &format!("{}/_sim/robots", sim.url()), "application/json", robot.to_string());
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Scripts the next answers of a simulated WeCom robot.
+pub fn sim_script(sim: &Proc, key: &str, answers: Value) {
+    let (status, body) = http_send(
+        "POST",
+        &format!("{}/_sim/faults", sim.url()),
+        "application/json",
+        serde_json::json!({"platform": "wecom", "token": key, "answers": answers}).to_string(),
+    );
+    assert_eq!(status, 204, "{body}");
+}
+
+/// Every answer the simulator gave.
+pub fn sim_answers(sim: &Proc) -> Vec<Value> {
+    get(&format!("{}/_sim/answers", sim.url())).as_array().cloned().unwrap_or_default()
+}
+
+/// The server's metrics, parsed from the Prometheus text format: `(name, labels, value)`.
+pub fn metrics(server: &str) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
+    let text = client().get(format!("{server}/metrics")).send().and_then(|r| r.text()).expect("GET /metrics");
+    parse_exposition(&text)
+}
+
+/// Parses the Prometheus text exposition format (enough of it to check series and values).
+pub fn parse_exposition(text: &str) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value in {line:?}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_string(), Default::default()),
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels in {line:?}"));
+                let mut labels = std::collections::BTreeMap::new();
+                for pair in body.split("\",").map(|p| p.trim_start_matches(',')).filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("bad label in {line:?}"));
+                    labels.insert(k.to_string(), v.trim_end_matches('"').to_string());
+                }
+                (name.to_string(), labels)
+            }
+        };
+        out.push((name, labels, value));
+    }
+    out
+}
+
+/// The sum of a metric's series whose labels include `labels`.
+pub fn metric_sum(
+    all: &[(String, std::collections::BTreeMap<String, String>, f64)],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    all.iter()
+        .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+        .map(|(_, _, v)| v)
+        .sum()
 }

@@ -1,10 +1,13 @@
 //! End-to-end tests: the real `magpie` binary as server, robot simulator and CLI.
 
+mod archive;
 mod bad_input;
 mod crash;
+mod dead_letters;
 mod demo;
 mod harness;
 mod hooks;
 mod ingest;
 mod offline;
 mod retries;
+mod storm;

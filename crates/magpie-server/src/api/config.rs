@@ -1,0 +1,191 @@
+//! Buses, rules, flows, connections and whole documents.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use magpie_core::DEFAULT_BUS;
+use magpie_core::config::{BusSpec, ConfigDocument, ConnectionSpec, FlowSpec, RuleSpec};
+use magpie_store::Kind;
+use serde_json::{Value, json};
+
+use super::{ApiResult, S, apply_doc, body, named_body};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::runtime::{redacted_connection, rule_key};
+
+// ---- buses -------------------------------------------------------------------------------
+
+pub(super) async fn list_buses(State(state): S) -> Json<Vec<BusSpec>> {
+    Json(state.runtime.get().buses.values().cloned().collect())
+}
+
+pub(super) async fn get_bus(State(state): S, Path(bus): Path<String>) -> ApiResult {
+    let rt = state.runtime.get();
+    let b = rt.buses.get(&bus).ok_or_else(|| ApiError::not_found(format!("no bus {bus:?}")))?;
+    let rules: Vec<&String> = rt.rules.get(&bus).map(|r| r.keys().collect()).unwrap_or_default();
+    Ok(Json(json!({"name": b.name, "description": b.description, "rules": rules})).into_response())
+}
+
+pub(super) async fn create_bus(State(state): S, bytes: Bytes) -> ApiResult {
+    let b: BusSpec = body(&bytes)?;
+    if state.runtime.get().buses.contains_key(&b.name) {
+        return Err(ApiError::conflict(format!("bus {:?} already exists", b.name)));
+    }
+    apply_doc(&state, ConfigDocument { buses: vec![b.clone()], ..Default::default() }, vec![]).await?;
+    Ok((StatusCode::CREATED, Json(b)).into_response())
+}
+
+pub(super) async fn put_bus(State(state): S, Path(bus): Path<String>, bytes: Bytes) -> ApiResult {
+    let b: BusSpec =
+        magpie_core::config::from_value(named_body(&bytes, &[("name", &bus)])?).map_err(ApiError::config)?;
+    apply_doc(&state, ConfigDocument { buses: vec![b.clone()], ..Default::default() }, vec![]).await?;
+    Ok(Json(b).into_response())
+}
+
+pub(super) async fn delete_bus(State(state): S, Path(bus): Path<String>) -> ApiResult {
+    let rt = state.runtime.get();
+    if bus == DEFAULT_BUS {
+        return Err(ApiError::conflict("the default bus cannot be deleted"));
+    }
+    if !rt.buses.contains_key(&bus) {
+        return Err(ApiError::not_found(format!("no bus {bus:?}")));
+    }
+    if rt.rules.get(&bus).is_some_and(|r| !r.is_empty()) {
+        return Err(ApiError::conflict(format!("bus {bus:?} still has rules; delete them first")));
+    }
+    apply_doc(&state, ConfigDocument::default(), vec![(Kind::Bus, bus)]).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- rules -------------------------------------------------------------------------------
+
+pub(super) async fn list_rules(State(state): S, Path(bus): Path<String>) -> ApiResult {
+    let rt = state.runtime.get();
+    if !rt.buses.contains_key(&bus) {
+        return Err(ApiError::not_found(format!("no bus {bus:?}")));
+    }
+    let rules: Vec<RuleSpec> = rt.rules.get(&bus).map(|r| r.values().cloned().collect()).unwrap_or_default();
+    Ok(Json(rules).into_response())
+}
+
+pub(super) async fn get_rule(State(state): S, Path((bus, rule)): Path<(String, String)>) -> ApiResult {
+    let rt = state.runtime.get();
+    let r = rt
+        .rules
+        .get(&bus)
+        .and_then(|m| m.get(&rule))
+        .ok_or_else(|| ApiError::not_found(format!("no rule {rule:?} on bus {bus:?}")))?;
+    Ok(Json(r.clone()).into_response())
+}
+
+pub(super) async fn put_rule(State(state): S, Path((bus, rule)): Path<(String, String)>, bytes: Bytes) -> ApiResult {
+    let r: RuleSpec = magpie_core::config::from_value(named_body(&bytes, &[("name", &rule), ("bus", &bus)])?)
+        .map_err(ApiError::config)?;
+    if !state.runtime.get().buses.contains_key(&bus) {
+        return Err(ApiError::not_found(format!("no bus {bus:?}")));
+    }
+    apply_doc(&state, ConfigDocument { rules: vec![r.clone()], ..Default::default() }, vec![]).await?;
+    Ok(Json(r).into_response())
+}
+
+pub(super) async fn delete_rule(State(state): S, Path((bus, rule)): Path<(String, String)>) -> ApiResult {
+    if !state.runtime.get().rules.get(&bus).is_some_and(|m| m.contains_key(&rule)) {
+        return Err(ApiError::not_found(format!("no rule {rule:?} on bus {bus:?}")));
+    }
+    apply_doc(&state, ConfigDocument::default(), vec![(Kind::Rule, rule_key(&bus, &rule))]).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- flows -------------------------------------------------------------------------------
+
+pub(super) async fn list_flows(State(state): S) -> Json<Vec<FlowSpec>> {
+    Json(state.runtime.get().flows.values().map(|(s, _)| s.clone()).collect())
+}
+
+pub(super) async fn get_flow(State(state): S, Path(flow): Path<String>) -> ApiResult {
+    let rt = state.runtime.get();
+    let (f, _) = rt.flows.get(&flow).ok_or_else(|| ApiError::not_found(format!("no flow {flow:?}")))?;
+    Ok(Json(f.clone()).into_response())
+}
+
+pub(super) async fn put_flow(State(state): S, Path(flow): Path<String>, bytes: Bytes) -> ApiResult {
+    let f: FlowSpec =
+        magpie_core::config::from_value(named_body(&bytes, &[("name", &flow)])?).map_err(ApiError::config)?;
+    apply_doc(&state, ConfigDocument { flows: vec![f.clone()], ..Default::default() }, vec![]).await?;
+    Ok(Json(f).into_response())
+}
+
+pub(super) async fn delete_flow(State(state): S, Path(flow): Path<String>) -> ApiResult {
+    if !state.runtime.get().flows.contains_key(&flow) {
+        return Err(ApiError::not_found(format!("no flow {flow:?}")));
+    }
+    apply_doc(&state, ConfigDocument::default(), vec![(Kind::Flow, flow)]).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- connections -------------------------------------------------------------------------
+
+pub(super) async fn list_connections(State(state): S) -> Json<Vec<Value>> {
+    Json(state.runtime.get().connections.values().map(redacted_connection).collect())
+}
+
+pub(super) async fn get_connection(State(state): S, Path(name): Path<String>) -> ApiResult {
+    let rt = state.runtime.get();
+    let c = rt.connections.get(&name).ok_or_else(|| ApiError::not_found(format!("no connection {name:?}")))?;
+    Ok(Json(redacted_connection(c)).into_response())
+}
+
+pub(super) async fn put_connection(State(state): S, Path(name): Path<String>, bytes: Bytes) -> ApiResult {
+    let mut c: ConnectionSpec =
+        magpie_core::config::from_value(named_body(&bytes, &[("name", &name)])?).map_err(ApiError::config)?;
+    keep_redacted_secrets(&state, &mut c);
+    apply_doc(&state, ConfigDocument { connections: vec![c.clone()], ..Default::default() }, vec![]).await?;
+    Ok(Json(redacted_connection(&c)).into_response())
+}
+
+/// A connection sent back as the API showed it (secrets masked) keeps its stored secrets.
+fn keep_redacted_secrets(state: &AppState, c: &mut ConnectionSpec) {
+    let rt = state.runtime.get();
+    let Some(old) = rt.connections.get(&c.name) else { return };
+    if c.secret.as_deref() == Some("<redacted>") {
+        c.secret = old.secret.clone();
+    }
+    if c.webhook == magpie_connectors::redact_url(&old.webhook) {
+        c.webhook = old.webhook.clone();
+    }
+}
+
+pub(super) async fn delete_connection(State(state): S, Path(name): Path<String>) -> ApiResult {
+    if !state.runtime.get().connections.contains_key(&name) {
+        return Err(ApiError::not_found(format!("no connection {name:?}")));
+    }
+    apply_doc(&state, ConfigDocument::default(), vec![(Kind::Connection, name)]).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- whole configuration -----------------------------------------------------------------
+
+pub(super) async fn get_config(State(state): S) -> Json<Value> {
+    let doc = state.runtime.get().document();
+    let mut v = serde_json::to_value(&doc).unwrap_or(Value::Null);
+    v["connections"] = Value::Array(doc.connections.iter().map(redacted_connection).collect());
+    Json(v)
+}
+
+pub(super) async fn apply(State(state): S, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+    let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
+    let mut doc: ConfigDocument =
+        if is_json { body(&bytes)? } else { magpie_core::config::parse_yaml(text).map_err(ApiError::config)? };
+    for c in &mut doc.connections {
+        keep_redacted_secrets(&state, c);
+    }
+    let counts = json!({
+        "buses": doc.buses.len(), "connections": doc.connections.len(),
+        "flows": doc.flows.len(), "rules": doc.rules.len(),
+    });
+    apply_doc(&state, doc, vec![]).await?;
+    Ok(Json(json!({"applied": counts})).into_response())
+}

@@ -1,0 +1,231 @@
+//! Ingest (PutEvents, CloudEvents), listen paths, traces, templates, the archive and replays.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use magpie_core::{ConfigError, Event};
+use magpie_store::{Appended, EventFilter, NewEvent, ReplayRange};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiResult, S, params};
+use crate::error::ApiError;
+use crate::ingest;
+use crate::replay::{self, ReplayRequest};
+use crate::telemetry::{EventRejected, EventsAccepted, InternalEvent};
+
+// ---- events ------------------------------------------------------------------------------
+
+pub(super) async fn put_events(
+    State(state): S,
+    Path(bus): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
+    if !state.runtime.get().buses.contains_key(&bus) {
+        return Err(ApiError::not_found(format!("no bus {bus:?}")));
+    }
+    let (entries, batch) = ingest::entries(&headers, &bytes)?;
+    if entries.len() > ingest::MAX_ENTRIES {
+        return Err(ApiError::too_large(format!(
+            "{} entries; at most {} per request",
+            entries.len(),
+            ingest::MAX_ENTRIES
+        )));
+    }
+    if entries.is_empty() {
+        return Err(ApiError::bad_request("entries: at least one event is needed"));
+    }
+    let now = magpie_core::now_ms();
+    let mut results: Vec<Value> = Vec::with_capacity(entries.len());
+    let mut accepted = Vec::new();
+    let mut positions = Vec::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        match Event::accept(entry, &state.limits, now, || uuid::Uuid::now_v7().to_string()) {
+            Ok(e) => {
+                positions.push(i);
+                results.push(json!({"id": e.id}));
+                accepted.push(NewEvent { id: e.id, time_ms: e.time_ms, body: e.body });
+            }
+            Err(err) => {
+                EventRejected { bus: &bus, code: err.code() }.emit();
+                results.push(json!({"error_code": err.code(), "error_message": err.to_string()}));
+            }
+        }
+    }
+    if !accepted.is_empty() {
+        let n = accepted.len() as u64;
+        let appended = state.store.append_events(&bus, accepted).await?;
+        for (pos, a) in positions.iter().zip(&appended) {
+            if let Appended::Duplicate(_) = a {
+                results[*pos]["duplicate"] = json!(true);
+            }
+        }
+        EventsAccepted { bus: &bus, count: n }.emit();
+        state.wake_router.notify_one();
+    }
+    let failed = results.iter().filter(|r| r.get("error_code").is_some()).count();
+    let answer = json!({"failed_count": failed, "entries": results});
+    if !batch && failed == 1 {
+        let mut a = answer;
+        a["error"] = json!({"code": a["entries"][0]["error_code"], "message": a["entries"][0]["error_message"]});
+        return Ok((StatusCode::BAD_REQUEST, Json(a)).into_response());
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// `POST /hooks/{path}`: starts the flow listening on `path` with the request body as payload.
+/// The request is stored before the answer (202 with its id, traceable like any event).
+pub(super) async fn hook(State(state): S, Path(path): Path<String>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+    let flow = state
+        .runtime
+        .get()
+        .hooks
+        .get(&path)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no flow listens on /hooks/{path}")))?;
+    let payload = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    // Credentials stay out of the stored request.
+    let kept: serde_json::Map<String, Value> = headers
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "authorization" | "proxy-authorization" | "cookie"))
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), json!(v.to_str().ok()?))))
+        .collect();
+    let now = magpie_core::now_ms();
+    let id = uuid::Uuid::now_v7().to_string();
+    let envelope = json!({
+        "specversion": "1.0", "id": id, "source": "magpie.hooks", "type": format!("magpie:hook:{path}"),
+        "time": now, "data": payload, "hook": {"path": path, "headers": kept},
+    });
+    let event = Event::accept(envelope, &state.limits, now, || id.clone()).map_err(|e| match e {
+        magpie_core::EventError::TooLarge { .. } => ApiError::too_large(e.to_string()),
+        other => ApiError::bad_request(other.to_string()),
+    })?;
+    state
+        .store
+        .append_routed(
+            magpie_core::HOOKS_BUS,
+            NewEvent { id: event.id.clone(), time_ms: now, body: event.body },
+            magpie_core::HOOK_RULE,
+            &flow,
+        )
+        .await?;
+    EventsAccepted { bus: magpie_core::HOOKS_BUS, count: 1 }.emit();
+    state.wake_workers.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": event.id, "flow": flow}))).into_response())
+}
+
+pub(super) async fn trace(State(state): S, Path(id): Path<String>) -> ApiResult {
+    let t = state.store.trace(&id).await?.ok_or_else(|| ApiError::not_found(format!("no event with id {id:?}")))?;
+    Ok(Json(t).into_response())
+}
+
+pub(super) async fn templates() -> Json<Vec<Value>> {
+    Json(
+        magpie_core::templates::all()
+            .iter()
+            .map(|t| json!({"name": t.name, "label": t.label, "description": t.description, "event": t.instantiate("<generated>", 0)}))
+            .collect(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EventQuery {
+    bus: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    subject: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<i64>,
+}
+
+/// `GET /v1/events?bus=&since=&until=&type=&subject=&limit=&cursor=`: archived events, newest
+/// first; `next_cursor` continues the listing.
+pub(super) async fn list_events(State(state): S, q: Result<Query<EventQuery>, QueryRejection>) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    let now = magpie_core::now_ms();
+    if let Some(b) = &q.bus
+        && !state.runtime.get().buses.contains_key(b)
+        && b != magpie_core::HOOKS_BUS
+    {
+        return Err(ApiError::not_found(format!("no bus {b:?}")));
+    }
+    let limit = params::limit(q.limit)?;
+    let filter = EventFilter {
+        bus: q.bus,
+        since_ms: q.since.as_deref().map(|s| params::time(s, "since", now)).transpose()?,
+        until_ms: q.until.as_deref().map(|s| params::time(s, "until", now)).transpose()?,
+        event_type: q.event_type,
+        subject: q.subject,
+        before_seq: q.cursor,
+        limit,
+    };
+    let events = state.store.list_events(filter).await?;
+    let next = (events.len() == limit).then(|| events.last().map(|e| e.seq)).flatten();
+    Ok(Json(json!({"events": events, "next_cursor": next})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayBody {
+    bus: String,
+    since: Option<String>,
+    from: Option<Value>,
+    to: Option<Value>,
+    rule: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    cursor: i64,
+    limit: Option<usize>,
+    replay_id: Option<String>,
+}
+
+fn time_value(v: &Value, field: &str, now: i64) -> Result<i64, ApiError> {
+    match v {
+        Value::Number(n) => n.as_i64().ok_or_else(|| ApiError::config(ConfigError::new(field, "epoch milliseconds"))),
+        Value::String(s) => params::time(s, field, now),
+        _ => Err(ApiError::config(ConfigError::new(field, "a time: RFC 3339, epoch milliseconds, or a duration back"))),
+    }
+}
+
+/// `POST /v1/events/replay` `{"bus", "since" | "from"+"to", "rule"?, "dry_run"?, "cursor"?,
+/// "replay_id"?}`: one page of a replay; call again with `next_cursor` and `replay_id` until
+/// `next_cursor` is null.
+pub(super) async fn replay(State(state): S, bytes: Bytes) -> ApiResult {
+    let b: ReplayBody = super::body(&bytes)?;
+    let now = magpie_core::now_ms();
+    let (from_ms, to_ms) = match (&b.since, &b.from, &b.to) {
+        (Some(s), None, None) => (params::time(s, "since", now)?, now + 1),
+        (None, Some(f), t) => {
+            let to = t.as_ref().map(|t| time_value(t, "to", now)).transpose()?.unwrap_or(now + 1);
+            (time_value(f, "from", now)?, to)
+        }
+        (None, None, _) => {
+            return Err(ApiError::config(ConfigError::new("since", "give since (e.g. 1h) or from and to")));
+        }
+        _ => return Err(ApiError::config(ConfigError::new("since", "give since, or from and to: not both"))),
+    };
+    if to_ms <= from_ms {
+        return Err(ApiError::config(ConfigError::new("to", "must be after from")));
+    }
+    let req = ReplayRequest {
+        range: ReplayRange { bus: b.bus, from_ms, to_ms },
+        rule: b.rule,
+        dry_run: b.dry_run,
+        cursor: b.cursor,
+        limit: b.limit.unwrap_or(if b.dry_run { replay::MAX_DRY_PAGE } else { replay::MAX_PAGE }),
+        replay_id: b.replay_id,
+    };
+    Ok(Json(replay::replay_page(&state, req).await?).into_response())
+}

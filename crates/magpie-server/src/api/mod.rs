@@ -1,0 +1,151 @@
+//! HTTP routes (the stable contract in DESIGN.md), one module per concern: `config` (buses,
+//! rules, flows, connections, apply), `events` (ingest, listen paths, traces, the archive,
+//! replays), `delivery` (dead letters, digests, outboxes). Handlers only call the services the
+//! other stages expose; errors get their status in `crate::error`.
+
+mod config;
+mod delivery;
+mod events;
+mod params;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use magpie_core::ConfigError;
+use magpie_core::config::ConfigDocument;
+use magpie_pattern::Pattern;
+use magpie_store::Kind;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::{AppState, runtime};
+
+type S = State<Arc<AppState>>;
+type ApiResult = Result<Response, ApiError>;
+
+/// Largest request body: a batch of events or a configuration document.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The HTTP API.
+pub fn app(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/v1/buses", get(config::list_buses).post(config::create_bus))
+        .route("/v1/buses/{bus}", get(config::get_bus).put(config::put_bus).delete(config::delete_bus))
+        .route("/v1/buses/{bus}/events", post(events::put_events))
+        .route("/v1/buses/{bus}/rules", get(config::list_rules))
+        .route("/v1/buses/{bus}/rules/{rule}", get(config::get_rule).put(config::put_rule).delete(config::delete_rule))
+        .route("/v1/flows", get(config::list_flows))
+        .route("/v1/flows/{flow}", get(config::get_flow).put(config::put_flow).delete(config::delete_flow))
+        .route("/v1/connections", get(config::list_connections))
+        .route(
+            "/v1/connections/{name}",
+            get(config::get_connection).put(config::put_connection).delete(config::delete_connection),
+        )
+        .route("/v1/connections/{name}/outbox", get(delivery::outbox))
+        .route("/v1/config", get(config::get_config))
+        .route("/v1/apply", post(config::apply))
+        .route("/v1/patterns/test", post(test_pattern))
+        .route("/v1/events", get(events::list_events))
+        .route("/v1/events/replay", post(events::replay))
+        .route("/v1/events/{id}/trace", get(events::trace))
+        .route("/v1/templates", get(events::templates))
+        .route("/v1/dead-letters", get(delivery::list_dead_letters))
+        .route("/v1/dead-letters/redrive", post(delivery::redrive))
+        .route("/v1/dead-letters/{id}", get(delivery::get_dead_letter))
+        .route("/v1/digests/{id}", get(delivery::digest))
+        .route("/hooks/{*path}", post(events::hook))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .merge(api)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn auth(State(state): S, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| magpie_connectors::signing::constant_time_eq(g.trim(), token)) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn readyz(State(state): S) -> Response {
+    match state.store.next_due().await {
+        Ok(_) => "ready".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+async fn metrics() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::render()).into_response()
+}
+
+/// Parses a JSON body into `T`, naming the faulty field.
+pub(super) fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    magpie_core::config::from_value(v).map_err(ApiError::config)
+}
+
+/// A body for `PUT /…/{name}`: the name may be omitted, and must match the path if given.
+pub(super) fn named_body(bytes: &[u8], fields: &[(&str, &str)]) -> Result<Value, ApiError> {
+    let mut v: Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let Some(obj) = v.as_object_mut() else { return Err(ApiError::bad_request("the body must be a JSON object")) };
+    for (field, want) in fields {
+        match obj.get(*field) {
+            None => {
+                obj.insert(field.to_string(), json!(want));
+            }
+            Some(Value::String(s)) if s == want => {}
+            Some(other) => {
+                return Err(ApiError::config(ConfigError::new(
+                    *field,
+                    format!("{other} does not match the path's {want:?}"),
+                )));
+            }
+        }
+    }
+    Ok(v)
+}
+
+pub(super) async fn apply_doc(
+    state: &AppState,
+    doc: ConfigDocument,
+    deletes: Vec<(Kind, String)>,
+) -> Result<(), ApiError> {
+    runtime::apply(&state.runtime, state.store.as_ref(), doc, deletes, state.env.as_ref()).await
+}
+
+// ---- patterns ----------------------------------------------------------------------------
+
+async fn test_pattern(bytes: Bytes) -> ApiResult {
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let pattern = v.get("pattern").ok_or_else(|| ApiError::config(ConfigError::new("pattern", "required")))?;
+    let event = v.get("event").ok_or_else(|| ApiError::config(ConfigError::new("event", "required")))?;
+    let p = Pattern::parse(pattern).map_err(|e| {
+        let path = if e.path.is_empty() { "pattern".to_string() } else { format!("pattern.{}", e.path) };
+        ApiError::config(ConfigError::new(path, e.reason))
+    })?;
+    if !event.is_object() {
+        return Err(ApiError::config(ConfigError::new("event", "must be a JSON object")));
+    }
+    Ok(Json(json!({"matched": p.matches(event)})).into_response())
+}

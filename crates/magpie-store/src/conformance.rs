@@ -1,0 +1,508 @@
+//! The conformance suite every [`Store`] backend passes: instantiate it with
+//! [`store_suite!`](crate::store_suite) and a function that opens an empty store.
+//!
+//! ```ignore
+//! magpie_store::store_suite!(sqlite, || async {
+//!     let dir = tempfile::tempdir().unwrap();
+//!     let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+//!     (std::sync::Arc::new(store) as std::sync::Arc<dyn Store>, dir)
+//! });
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use magpie_core::config::{MessageKind, RetryPolicy};
+use serde_json::json;
+
+use crate::*;
+
+/// Instantiates the conformance suite for a backend: `store_suite!(name, open)` where `open()`
+/// returns a future of `(Arc<dyn Store>, guard)`; the guard lives as long as the test.
+#[macro_export]
+macro_rules! store_suite {
+    ($backend:ident, $open:expr) => {
+        mod $backend {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::store_suite!(@tests $open;
+                concurrent_appends_are_grouped_without_losing_or_doubling,
+                events_route_into_jobs_that_are_claimed_once,
+                a_message_parks_its_job_until_delivered,
+                the_outbox_lease_has_one_owner_and_a_new_owner_requeues_what_was_in_flight,
+                failed_messages_and_failed_runs_are_dead_letters_that_redrive,
+                a_digest_lists_its_events_and_traces_show_the_fold,
+                the_archive_lists_replays_and_sweeps);
+        }
+    };
+    (@tests $open:expr; $($t:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $t() {
+                let (store, _guard) = ($open)().await;
+                $crate::conformance::$t(store).await;
+            }
+        )*
+    };
+}
+
+fn ev(id: &str) -> NewEvent {
+    NewEvent {
+        id: id.into(),
+        time_ms: 1,
+        body: json!({"id": id, "source": "s", "type": "cvm:ErrorEvent:GuestReboot", "subject": format!("ins-{id}"), "status": "1"}),
+    }
+}
+
+fn message(job_id: i64, ordinal: u32, connection: &str, now: i64) -> NewMessage {
+    NewMessage {
+        job_id,
+        ordinal,
+        path: format!("steps[{ordinal}].robot"),
+        connection: connection.into(),
+        flow: "f1".into(),
+        event_id: "e".into(),
+        event_type: "cvm:ErrorEvent:GuestReboot".into(),
+        event_status: Some("1".into()),
+        kind: MessageKind::Markdown,
+        message: json!({"kind": "markdown", "title": null, "content": format!("alert {job_id}")}),
+        policy: RetryPolicy { max_age: Duration::from_secs(60), ..RetryPolicy::default() },
+        received_at: now,
+        now_ms: now,
+    }
+}
+
+/// Appends `ids` to `default` and routes each to one job of flow `f1`; returns the job ids.
+async fn routed_jobs(s: &dyn Store, ids: &[&str], now: i64) -> Vec<i64> {
+    let appended = s.append_events("default", ids.iter().map(|i| ev(i)).collect()).await.unwrap();
+    let routed = appended
+        .iter()
+        .map(|a| {
+            let (Appended::Stored(seq) | Appended::Duplicate(seq)) = *a;
+            Routed { seq, matched: vec!["r1".into()], jobs: vec![NewJob { rule: "r1".into(), flow: "f1".into() }] }
+        })
+        .collect();
+    s.commit_routing(routed, now).await.unwrap();
+    let jobs = s.claim_jobs(now, 60_000, 1_000).await.unwrap();
+    jobs.iter().map(|j| j.id).collect()
+}
+
+fn claim(id: &str, connection: &str, owner: &str, messages: Vec<i64>, now: i64) -> SendClaim {
+    SendClaim {
+        id: id.into(),
+        connection: connection.into(),
+        platform: "wecom".into(),
+        owner: owner.into(),
+        messages,
+        url: "http://robot/?key=***".into(),
+        request: json!({"msgtype": "markdown"}),
+        digest: None,
+        limiter: LimiterState { tat: vec![now + 3_000], last_send_at: Some(now) },
+        now_ms: now,
+        lease_until: now + 30_000,
+    }
+}
+
+fn completion(
+    send: &str,
+    connection: &str,
+    outcome: SendOutcome,
+    updates: Vec<(i64, MessageUpdate)>,
+    now: i64,
+) -> SendCompletion {
+    SendCompletion {
+        send_id: send.into(),
+        connection: connection.into(),
+        outcome,
+        status_code: Some(200),
+        response: Some(r#"{"errcode":0}"#.into()),
+        error_type: None,
+        error: None,
+        duration_ms: 3,
+        updates,
+        pause: None,
+        limiter: None,
+        now_ms: now,
+    }
+}
+
+async fn job_status(s: &dyn Store, event_id: &str) -> Vec<JobStatus> {
+    s.trace(event_id).await.unwrap().unwrap().runs.iter().map(|r| r.status).collect()
+}
+
+/// Concurrent appends are grouped into commits without losing or doubling an event.
+pub async fn concurrent_appends_are_grouped_without_losing_or_doubling(s: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = s.clone();
+        // Requests 0 and 1 carry the same id: one is stored, the other is a duplicate.
+        let id = if i < 2 { "same".to_string() } else { format!("e{i}") };
+        tasks.push(tokio::spawn(async move { s.append_events("default", vec![ev(&id)]).await.unwrap() }));
+    }
+    let mut seqs = Vec::new();
+    let (mut stored, mut dups) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap()[..] {
+            [Appended::Stored(seq)] => {
+                stored += 1;
+                seqs.push(seq)
+            }
+            [Appended::Duplicate(_)] => dups += 1,
+            ref other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((stored, dups), (199, 1));
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 199, "distinct sequence numbers");
+    assert_eq!(s.unrouted_events(1000).await.unwrap().len(), 199);
+}
+
+/// Routing creates jobs with the cursor; a claimed job is leased; ends are recorded.
+pub async fn events_route_into_jobs_that_are_claimed_once(s: Arc<dyn Store>) {
+    let r = s.append_events("default", vec![ev("a"), ev("b"), ev("a")]).await.unwrap();
+    assert!(matches!(r[..], [Appended::Stored(1), Appended::Stored(2), Appended::Duplicate(1)]), "{r:?}");
+    assert_eq!(s.append_events("default", vec![ev("a")]).await.unwrap(), [Appended::Duplicate(1)]);
+    assert_eq!(s.unrouted_events(10).await.unwrap().len(), 2);
+    let routed = vec![
+        Routed { seq: 1, matched: vec!["r1".into()], jobs: vec![NewJob { rule: "r1".into(), flow: "f1".into() }] },
+        Routed { seq: 2, matched: vec![], jobs: vec![] },
+    ];
+    assert_eq!(s.commit_routing(routed, 100).await.unwrap(), 1);
+    assert!(s.unrouted_events(10).await.unwrap().is_empty(), "the cursor moved");
+    let jobs = s.claim_jobs(100, 30_000, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].event["id"], "a");
+    assert!(jobs[0].received_at > 0);
+    assert!(s.claim_jobs(101, 30_000, 10).await.unwrap().is_empty(), "leased");
+    assert_eq!(s.release_leases().await.unwrap(), 1);
+    let jobs = s.claim_jobs(200, 30_000, 10).await.unwrap();
+    assert_eq!(jobs[0].runs, 2);
+    s.end_job(jobs[0].id, JobEnd::Retry { at: 5_000, error: "x".into() }, 200).await.unwrap();
+    assert_eq!(s.next_due().await.unwrap(), Some(5_000));
+    assert!(s.claim_jobs(4_999, 30_000, 10).await.unwrap().is_empty());
+    let jobs = s.claim_jobs(5_000, 30_000, 10).await.unwrap();
+    let step = StepRow {
+        ordinal: 0,
+        path: "steps[0]".into(),
+        kind: "logger".into(),
+        status: "ok".into(),
+        detail: json!({}),
+        at: 1,
+    };
+    s.record_step(jobs[0].id, step.clone()).await.unwrap();
+    s.record_step(jobs[0].id, step).await.unwrap();
+    s.end_job(jobs[0].id, JobEnd::Done { undelivered: false }, 5_001).await.unwrap();
+    let t = s.trace("a").await.unwrap().unwrap();
+    assert_eq!(t.rules_matched, ["r1"]);
+    assert_eq!(t.runs[0].status, JobStatus::Done);
+    assert_eq!(t.runs[0].journal.steps.len(), 1, "a step record is written once");
+    assert!(s.trace("zzz").await.unwrap().is_none());
+}
+
+/// A queued message parks its job (no lease, not due); its delivery makes the job due.
+pub async fn a_message_parks_its_job_until_delivered(s: Arc<dyn Store>) {
+    let now = 1_000_000;
+    let jobs = routed_jobs(s.as_ref(), &["p1", "p2"], now).await;
+    let m1 = s.enqueue(message(jobs[0], 2, "c1", now)).await.unwrap();
+    assert_eq!(s.enqueue(message(jobs[0], 2, "c1", now)).await.unwrap(), m1, "idempotent per job and step");
+    let m2 = s.enqueue(message(jobs[1], 2, "c1", now + 1)).await.unwrap();
+    s.end_job(jobs[0], JobEnd::Parked, now).await.unwrap();
+    s.end_job(jobs[1], JobEnd::Parked, now).await.unwrap();
+    assert_eq!(job_status(s.as_ref(), "p1").await, [JobStatus::Parked]);
+    assert_eq!(s.next_due().await.unwrap(), None, "parked jobs are not due");
+    assert!(s.claim_jobs(now + 10_000_000, 1_000, 10).await.unwrap().is_empty(), "and not claimable");
+    assert_eq!(s.outbox_connections().await.unwrap(), ["c1"]);
+
+    let q = s.outbox_queue("c1", 10).await.unwrap();
+    assert_eq!(q.iter().map(|m| m.id).collect::<Vec<_>>(), [m1, m2], "oldest first");
+    assert_eq!(q[0].deadline, now + 60_000);
+    assert_eq!(q[0].event_status.as_deref(), Some("1"));
+    let st = s.outbox_acquire("c1", "node-a", now, 30_000).await.unwrap().unwrap();
+    assert!(st.limiter.tat.is_empty());
+    assert!(s.outbox_claim(vec![claim("s1", "c1", "node-a", vec![m1], now)]).await.unwrap());
+    assert_eq!(s.outbox_queue("c1", 10).await.unwrap().len(), 1, "a message being sent is not queued");
+    let status = s.outbox_status("c1").await.unwrap();
+    assert_eq!(status.depth, 2, "but still waiting");
+    assert_eq!(status.state.limiter.tat, [now + 3_000], "the limiter is saved with the claim");
+    let woken = s
+        .outbox_complete(vec![completion(
+            "s1",
+            "c1",
+            SendOutcome::Delivered,
+            vec![(m1, MessageUpdate::Delivered)],
+            now + 5,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(woken, [jobs[0]]);
+    assert_eq!(s.claim_jobs(now + 5, 1_000, 10).await.unwrap().iter().map(|j| j.id).collect::<Vec<_>>(), [jobs[0]]);
+    let j = s.journal(jobs[0]).await.unwrap();
+    assert_eq!(j.deliveries.len(), 1);
+    assert_eq!(j.deliveries[0].status, MessageStatus::Delivered);
+    assert_eq!(s.outbox_status("c1").await.unwrap().state.sent, 1);
+
+    // A message that finished before its job parked: the job is due at once, not stuck.
+    let now = now + 10;
+    let jobs = routed_jobs(s.as_ref(), &["p3"], now).await;
+    let m3 = s.enqueue(message(jobs[0], 0, "c2", now)).await.unwrap();
+    s.outbox_acquire("c2", "node-a", now, 30_000).await.unwrap().unwrap();
+    assert!(s.outbox_claim(vec![claim("s3", "c2", "node-a", vec![m3], now)]).await.unwrap());
+    let woken = s
+        .outbox_complete(vec![completion(
+            "s3",
+            "c2",
+            SendOutcome::Delivered,
+            vec![(m3, MessageUpdate::Delivered)],
+            now,
+        )])
+        .await
+        .unwrap();
+    assert!(woken.is_empty(), "the job was still running");
+    s.end_job(jobs[0], JobEnd::Parked, now).await.unwrap();
+    assert_eq!(job_status(s.as_ref(), "p3").await, [JobStatus::Pending]);
+}
+
+/// One owner per outbox; a new owner gets what the last one had in flight back in the queue.
+pub async fn the_outbox_lease_has_one_owner_and_a_new_owner_requeues_what_was_in_flight(s: Arc<dyn Store>) {
+    let now = 2_000_000;
+    let jobs = routed_jobs(s.as_ref(), &["l1"], now).await;
+    let m = s.enqueue(message(jobs[0], 1, "c1", now)).await.unwrap();
+    assert!(s.outbox_acquire("c1", "a", now, 1_000).await.unwrap().is_some());
+    assert!(s.outbox_acquire("c1", "b", now + 500, 1_000).await.unwrap().is_none(), "a holds it");
+    assert!(s.outbox_acquire("c1", "a", now + 600, 1_000).await.unwrap().is_some(), "renewed");
+    assert!(s.outbox_claim(vec![claim("s1", "c1", "a", vec![m], now + 600)]).await.unwrap());
+    assert!(!s.outbox_claim(vec![claim("s2", "c1", "b", vec![m], now + 600)]).await.unwrap(), "fenced");
+    // a dies; its lease (extended by the claim) runs out.
+    assert!(s.outbox_acquire("c1", "b", now + 20_000, 1_000).await.unwrap().is_none());
+    assert!(s.outbox_acquire("c1", "b", now + 31_000, 1_000).await.unwrap().is_some());
+    let q = s.outbox_queue("c1", 10).await.unwrap();
+    assert_eq!(q.iter().map(|m| m.id).collect::<Vec<_>>(), [m], "queued again (at least once)");
+    let t = s.trace("l1").await.unwrap().unwrap();
+    assert_eq!(t.runs[0].journal.attempts[0].outcome, SendOutcome::Interrupted);
+    s.outbox_release("c1", "b").await.unwrap();
+    assert!(s.outbox_acquire("c1", "c", now + 31_001, 1_000).await.unwrap().is_some(), "released");
+    // A restart of the only node frees every outbox.
+    s.release_leases().await.unwrap();
+    assert!(s.outbox_acquire("c1", "d", now + 31_002, 1_000).await.unwrap().is_some());
+}
+
+/// Messages that fail for good and runs that fail are dead letters; redrive resumes them.
+pub async fn failed_messages_and_failed_runs_are_dead_letters_that_redrive(s: Arc<dyn Store>) {
+    let now = 3_000_000;
+    let jobs = routed_jobs(s.as_ref(), &["d1", "d2", "d3"], now).await;
+    let (caught_job, uncaught_job, run_job) = (jobs[0], jobs[1], jobs[2]);
+    let m1 = s.enqueue(message(caught_job, 2, "c1", now)).await.unwrap();
+    let m2 = s.enqueue(message(uncaught_job, 2, "c1", now)).await.unwrap();
+    for j in [caught_job, uncaught_job] {
+        s.end_job(j, JobEnd::Parked, now).await.unwrap();
+    }
+    s.outbox_acquire("c1", "a", now, 30_000).await.unwrap();
+    assert!(s.outbox_claim(vec![claim("s1", "c1", "a", vec![m1, m2], now)]).await.unwrap());
+    // A retryable failure: back in the queue with one attempt counted.
+    let requeue = MessageUpdate::Requeue { not_before: now + 1_000, count_attempt: true, solo: false };
+    let mut done = completion("s1", "c1", SendOutcome::Failed, vec![(m1, requeue.clone()), (m2, requeue)], now);
+    done.error_type = Some("WECOM:REMOTE".into());
+    assert!(s.outbox_complete(vec![done]).await.unwrap().is_empty());
+    let q = s.outbox_queue("c1", 10).await.unwrap();
+    assert_eq!((q[0].attempts, q[0].not_before), (1, now + 1_000));
+    // Then for good.
+    assert!(s.outbox_claim(vec![claim("s2", "c1", "a", vec![m1, m2], now + 1_000)]).await.unwrap());
+    let fail = MessageUpdate::Fail { error_type: "WECOM:AUTH".into(), error: "93000 invalid webhook url".into() };
+    let mut done = completion("s2", "c1", SendOutcome::Failed, vec![(m1, fail.clone()), (m2, fail)], now + 1_000);
+    done.pause = Some((now + 61_000, "45009".into()));
+    let mut woken = s.outbox_complete(vec![done]).await.unwrap();
+    woken.sort_unstable();
+    assert_eq!(woken, [caught_job, uncaught_job]);
+    assert_eq!(s.outbox_status("c1").await.unwrap().state.paused_until, Some(now + 61_000));
+    // The flows run again: one catches the error, one does not; the third fails by itself.
+    s.claim_jobs(now + 1_000, 60_000, 10).await.unwrap();
+    s.end_job(caught_job, JobEnd::Done { undelivered: true }, now + 1_001).await.unwrap();
+    let failed =
+        |step: Option<(u32, String)>| JobEnd::Failed { error_type: "WECOM:AUTH".into(), error: "93000".into(), step };
+    s.end_job(uncaught_job, failed(Some((2, "steps[2].robot".into()))), now + 1_001).await.unwrap();
+    let boom = JobEnd::Failed {
+        error_type: "APP:BOOM".into(),
+        error: "x".into(),
+        step: Some((4, "steps[4].raise-error".into())),
+    };
+    s.end_job(run_job, boom, now + 1_001).await.unwrap();
+    assert_eq!(job_status(s.as_ref(), "d1").await, [JobStatus::DeliveryFailed]);
+    assert_eq!(job_status(s.as_ref(), "d2").await, [JobStatus::Failed]);
+
+    let all = s.dead_letters(LetterFilter { limit: 100, ..LetterFilter::default() }).await.unwrap();
+    assert_eq!(all.len(), 3, "one letter per failure: {all:?}");
+    let by_job = |j: i64| all.iter().find(|l| l.job_id == j).unwrap().clone();
+    assert!(by_job(caught_job).caught && by_job(caught_job).message_id == Some(m1));
+    assert!(!by_job(uncaught_job).caught, "the same letter records that the run stopped");
+    assert_eq!(by_job(run_job).message_id, None);
+    let only = |f: LetterFilter| {
+        let s = s.clone();
+        async move { s.dead_letters(LetterFilter { limit: 100, ..f }).await.unwrap().len() }
+    };
+    assert_eq!(only(LetterFilter { error_type: Some("AUTH".into()), ..Default::default() }).await, 2);
+    assert_eq!(only(LetterFilter { error_type: Some("APP:BOOM".into()), ..Default::default() }).await, 1);
+    assert_eq!(only(LetterFilter { connection: Some("c1".into()), ..Default::default() }).await, 2);
+    assert_eq!(only(LetterFilter { since_ms: Some(now + 2_000), ..Default::default() }).await, 0);
+    let d = s.dead_letter(by_job(caught_job).id).await.unwrap().unwrap();
+    assert_eq!(d.attempts.len(), 2, "both sends");
+    assert_eq!(d.event.unwrap().id, "d1");
+
+    // Redrive all three.
+    let ids: Vec<i64> = all.iter().map(|l| l.id).collect();
+    let r = s.redrive(ids.clone(), now + 5_000).await.unwrap();
+    assert_eq!(r.len(), 3);
+    assert!(s.redrive(ids, now + 5_001).await.unwrap().is_empty(), "a letter is redriven once");
+    assert_eq!(only(LetterFilter::default()).await, 0, "redriven letters leave the list");
+    assert_eq!(job_status(s.as_ref(), "d2").await, [JobStatus::Parked], "the stopped run waits for its message");
+    assert_eq!(job_status(s.as_ref(), "d3").await, [JobStatus::Pending], "the failed run runs again");
+    let q = s.outbox_queue("c1", 10).await.unwrap();
+    assert_eq!(q.len(), 2);
+    assert!(q.iter().all(|m| m.attempts == 0 && m.deadline == now + 65_000), "fresh attempts and age");
+    // The caught one is delivered: its run is done.
+    let n1 = q.iter().find(|m| m.job_id == caught_job).unwrap().id;
+    let n2 = q.iter().find(|m| m.job_id == uncaught_job).unwrap().id;
+    s.outbox_claim(vec![claim("s3", "c1", "a", vec![n1], now + 5_000)]).await.unwrap();
+    s.outbox_complete(vec![completion(
+        "s3",
+        "c1",
+        SendOutcome::Delivered,
+        vec![(n1, MessageUpdate::Delivered)],
+        now + 5_000,
+    )])
+    .await
+    .unwrap();
+    assert_eq!(job_status(s.as_ref(), "d1").await, [JobStatus::Done]);
+    // The other fails again: a new letter that remembers the first.
+    s.outbox_claim(vec![claim("s4", "c1", "a", vec![n2], now + 5_000)]).await.unwrap();
+    let fail = MessageUpdate::Fail { error_type: "WECOM:AUTH".into(), error: "again".into() };
+    let woken = s
+        .outbox_complete(vec![completion("s4", "c1", SendOutcome::Failed, vec![(n2, fail)], now + 5_000)])
+        .await
+        .unwrap();
+    assert_eq!(woken, [uncaught_job]);
+    let open = s.dead_letters(LetterFilter { limit: 10, ..LetterFilter::default() }).await.unwrap();
+    assert_eq!(open.len(), 1);
+    let d = s.dead_letter(open[0].id).await.unwrap().unwrap();
+    assert_eq!(d.history.len(), 1, "both histories");
+    assert_eq!(d.history[0].letter.id, by_job(uncaught_job).id);
+    assert_eq!(d.history[0].attempts.len(), 2);
+    assert_eq!(d.attempts.len(), 1);
+    let t = s.trace("d2").await.unwrap().unwrap();
+    assert_eq!(t.runs[0].journal.deliveries.iter().map(|d| d.generation).collect::<Vec<_>>(), [0, 1]);
+}
+
+/// A delivered digest lists its events; the trace shows which messages were folded into it.
+pub async fn a_digest_lists_its_events_and_traces_show_the_fold(s: Arc<dyn Store>) {
+    let now = 4_000_000;
+    let jobs = routed_jobs(s.as_ref(), &["g1", "g2", "g3"], now).await;
+    let ms: Vec<i64> = futures_join(jobs.iter().map(|j| s.enqueue(message(*j, 1, "c1", now))))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    s.outbox_acquire("c1", "a", now, 30_000).await.unwrap();
+    let mut c = claim("dg-1", "c1", "a", ms.clone(), now);
+    c.digest = Some(json!({"kind": "markdown", "title": null, "content": "**3 alerts**"}));
+    assert!(s.outbox_claim(vec![c]).await.unwrap());
+    assert!(s.digest("dg-1").await.unwrap().is_none(), "not delivered yet");
+    let updates = ms.iter().map(|m| (*m, MessageUpdate::Delivered)).collect();
+    s.outbox_complete(vec![completion("dg-1", "c1", SendOutcome::Delivered, updates, now + 2)]).await.unwrap();
+    let d = s.digest("dg-1").await.unwrap().unwrap();
+    assert_eq!(d.events, ["e", "e", "e"]);
+    assert_eq!(d.message["content"], "**3 alerts**");
+    assert_eq!((d.connection.as_str(), d.sent_at), ("c1", now));
+    let st = s.outbox_status("c1").await.unwrap();
+    assert_eq!((st.state.sent, st.state.digests, st.state.folded, st.depth), (1, 1, 3, 0));
+    let t = s.trace("g2").await.unwrap().unwrap();
+    let dl = &t.runs[0].journal.deliveries[0];
+    assert_eq!((dl.status, dl.digest_id.as_deref()), (MessageStatus::Folded, Some("dg-1")));
+    let a = &t.runs[0].journal.attempts[0];
+    assert_eq!((a.folded, a.attempt, a.outcome), (3, 1, SendOutcome::Delivered));
+    assert!(s.digest("nope").await.unwrap().is_none());
+}
+
+async fn futures_join<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    for f in fs {
+        out.push(f.await);
+    }
+    out
+}
+
+/// The archive lists events with filters and a cursor, replays create marked jobs, and the
+/// sweep removes old finished events (and nothing that is still needed).
+pub async fn the_archive_lists_replays_and_sweeps(s: Arc<dyn Store>) {
+    let t0 = magpie_core::now_ms();
+    let jobs = routed_jobs(s.as_ref(), &["a1", "a2", "a3", "a4"], t0).await;
+    s.append_events("other", vec![ev("o1")]).await.unwrap();
+    let all = s.list_events(EventFilter { limit: 10, ..EventFilter::default() }).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["o1", "a4", "a3", "a2", "a1"], "newest first");
+    let page =
+        s.list_events(EventFilter { bus: Some("default".into()), limit: 2, ..EventFilter::default() }).await.unwrap();
+    assert_eq!(page.len(), 2);
+    let next = s
+        .list_events(EventFilter {
+            bus: Some("default".into()),
+            limit: 10,
+            before_seq: Some(page[1].seq),
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(next.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["a2", "a1"]);
+    let by_subject = s
+        .list_events(EventFilter { subject: Some("ins-a3".into()), limit: 10, ..EventFilter::default() })
+        .await
+        .unwrap();
+    assert_eq!(by_subject.len(), 1);
+    let none =
+        s.list_events(EventFilter { event_type: Some("x".into()), limit: 10, ..EventFilter::default() }).await.unwrap();
+    assert!(none.is_empty());
+    let future = s
+        .list_events(EventFilter { since_ms: Some(t0 + 3_600_000), limit: 10, ..EventFilter::default() })
+        .await
+        .unwrap();
+    assert!(future.is_empty());
+
+    let range = ReplayRange { bus: "default".into(), from_ms: t0 - 60_000, to_ms: t0 + 60_000 };
+    assert_eq!(s.count_events(range.clone()).await.unwrap(), 4);
+    let first = s.range_events(range.clone(), 0, 3).await.unwrap();
+    assert_eq!(first.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["a1", "a2", "a3"], "oldest first");
+    let rest = s.range_events(range, first[2].seq, 3).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    let n = s
+        .create_jobs(vec![ReplayJob { seq: first[0].seq, rule: "r1".into(), flow: "f1".into() }], "rp-1", t0)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let t = s.trace("a1").await.unwrap().unwrap();
+    assert_eq!(t.runs.len(), 2);
+    assert_eq!(t.runs[1].replay.as_deref(), Some("rp-1"));
+
+    // a1 has a pending replay job, a2 an open dead letter: both stay. a3 and a4 finished: gone.
+    for j in &jobs {
+        s.end_job(*j, JobEnd::Done { undelivered: false }, t0).await.unwrap();
+    }
+    s.end_job(jobs[1], JobEnd::Failed { error_type: "APP:X".into(), error: "x".into(), step: None }, t0).await.unwrap();
+    assert_eq!(s.sweep("default", t0 - 1, 100).await.unwrap(), 0, "nothing is old enough");
+    assert_eq!(s.sweep("default", t0 + 1, 1).await.unwrap(), 1, "small batches");
+    assert_eq!(s.sweep("default", t0 + 1, 100).await.unwrap(), 1);
+    assert_eq!(s.sweep("default", t0 + 1, 100).await.unwrap(), 0);
+    let left: Vec<String> = s
+        .list_events(EventFilter { bus: Some("default".into()), limit: 10, ..EventFilter::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, ["a2", "a1"]);
+    assert!(s.trace("a3").await.unwrap().is_none());
+    assert_eq!(
+        s.list_events(EventFilter { bus: Some("other".into()), limit: 10, ..EventFilter::default() })
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -1,0 +1,251 @@
+//! Configuration objects, the event log, routing, the archive (listing, replays) and the
+//! retention sweep.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::Value;
+
+use super::{db, parse_json, to_json};
+use crate::*;
+
+pub(super) fn apply_config(tx: &Transaction<'_>, changes: Vec<ConfigChange>, now: i64) -> Result<()> {
+    for c in changes {
+        match c {
+            ConfigChange::Put { kind, key, body } => {
+                tx.execute(
+                    "INSERT INTO objects (kind, key, body, updated_at) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                    params![kind.as_str(), key, body.to_string(), now],
+                )
+                .map_err(db)?;
+            }
+            ConfigChange::Delete { kind, key } => {
+                tx.execute("DELETE FROM objects WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key])
+                    .map_err(db)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn get_object(conn: &Connection, kind: Kind, key: &str) -> Result<Option<Value>> {
+    let body: Option<String> = conn
+        .query_row("SELECT body FROM objects WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key], |r| r.get(0))
+        .optional()
+        .map_err(db)?;
+    body.map(|b| parse_json(&b)).transpose()
+}
+
+pub(super) fn list_objects(conn: &Connection, kind: Kind) -> Result<Vec<(String, Value)>> {
+    let mut stmt = conn.prepare_cached("SELECT key, body FROM objects WHERE kind = ?1 ORDER BY key").map_err(db)?;
+    let rows = stmt.query_map([kind.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(db)?;
+    rows.map(|r| {
+        let (k, b) = r.map_err(db)?;
+        Ok((k, parse_json(&b)?))
+    })
+    .collect()
+}
+
+/// The columns `read_event` reads, in order.
+pub(super) const EVENT_COLUMNS: &str = "seq, bus, id, body, received_at";
+
+type EventRow = (i64, String, String, String, i64);
+
+pub(super) fn read_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+}
+
+pub(super) fn to_event((seq, bus, id, body, received_at): EventRow) -> Result<StoredEvent> {
+    Ok(StoredEvent { seq, bus, id, body: parse_json(&body)?, received_at })
+}
+
+fn text<'a>(body: &'a Value, k: &str) -> Option<&'a str> {
+    body.get(k).and_then(Value::as_str)
+}
+
+pub(super) fn append_routed(
+    tx: &Transaction<'_>,
+    bus: &str,
+    event: NewEvent,
+    rule: &str,
+    flow: &str,
+    now: i64,
+) -> Result<i64> {
+    tx.execute(
+        "INSERT INTO events (bus, id, body, time_ms, received_at, routed, matched, type, subject) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 1, '[]', ?6, ?7)",
+        params![
+            bus,
+            event.id,
+            event.body.to_string(),
+            event.time_ms,
+            now,
+            text(&event.body, "type"),
+            text(&event.body, "subject")
+        ],
+    )
+    .map_err(db)?;
+    let seq = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO jobs (event_seq, event_id, bus, rule, flow, status, next_attempt_at, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
+        params![seq, event.id, bus, rule, flow, now],
+    )
+    .map_err(db)?;
+    Ok(seq)
+}
+
+pub(super) fn unrouted(conn: &Connection, limit: usize) -> Result<Vec<StoredEvent>> {
+    let cursor: i64 = conn
+        .query_row("SELECT seq FROM cursors WHERE name = 'router'", [], |r| r.get(0))
+        .optional()
+        .map_err(db)?
+        .unwrap_or(0);
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 AND routed = 0 ORDER BY seq LIMIT ?2"
+        ))
+        .map_err(db)?;
+    let rows = stmt.query_map(params![cursor, limit as i64], read_event).map_err(db)?;
+    rows.map(|r| to_event(r.map_err(db)?)).collect()
+}
+
+pub(super) fn commit_routing(tx: &Transaction<'_>, routed: Vec<Routed>, now: i64) -> Result<usize> {
+    let mut jobs = 0;
+    let mut last = None;
+    for r in routed {
+        tx.execute("UPDATE events SET routed = 1, matched = ?2 WHERE seq = ?1", params![r.seq, to_json(&r.matched)])
+            .map_err(db)?;
+        for j in r.jobs {
+            insert_job(tx, r.seq, &j.rule, &j.flow, None, now)?;
+            jobs += 1;
+        }
+        last = Some(r.seq);
+    }
+    if let Some(seq) = last {
+        tx.execute(
+            "INSERT INTO cursors (name, seq) VALUES ('router', ?1) ON CONFLICT (name) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            [seq],
+        )
+        .map_err(db)?;
+    }
+    Ok(jobs)
+}
+
+fn insert_job(tx: &Transaction<'_>, seq: i64, rule: &str, flow: &str, replay: Option<&str>, now: i64) -> Result<()> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO jobs (event_seq, event_id, bus, rule, flow, status, next_attempt_at, created_at, updated_at, replay) \
+             SELECT seq, id, bus, ?2, ?3, 'pending', ?4, ?4, ?4, ?5 FROM events WHERE seq = ?1",
+        )
+        .map_err(db)?;
+    stmt.execute(params![seq, rule, flow, now, replay]).map_err(db)?;
+    Ok(())
+}
+
+pub(super) fn list(conn: &Connection, f: &EventFilter) -> Result<Vec<StoredEvent>> {
+    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut cond = |sql_part: &str, v: rusqlite::types::Value| {
+        args.push(v);
+        sql.push_str(&format!(" AND {sql_part} ?{}", args.len()));
+    };
+    if let Some(b) = &f.bus {
+        cond("bus =", b.clone().into());
+    }
+    if let Some(t) = f.since_ms {
+        cond("received_at >=", t.into());
+    }
+    if let Some(t) = f.until_ms {
+        cond("received_at <", t.into());
+    }
+    if let Some(t) = &f.event_type {
+        cond("type =", t.clone().into());
+    }
+    if let Some(s) = &f.subject {
+        cond("subject =", s.clone().into());
+    }
+    if let Some(s) = f.before_seq {
+        cond("seq <", s.into());
+    }
+    args.push((f.limit.max(1) as i64).into());
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
+    let mut stmt = conn.prepare(&sql).map_err(db)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), read_event).map_err(db)?;
+    rows.map(|r| to_event(r.map_err(db)?)).collect()
+}
+
+pub(super) fn range(conn: &Connection, r: &ReplayRange, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE bus = ?1 AND received_at >= ?2 AND received_at < ?3 AND seq > ?4 \
+             ORDER BY seq LIMIT ?5"
+        ))
+        .map_err(db)?;
+    let rows = stmt.query_map(params![r.bus, r.from_ms, r.to_ms, after_seq, limit as i64], read_event).map_err(db)?;
+    rows.map(|r| to_event(r.map_err(db)?)).collect()
+}
+
+pub(super) fn count(conn: &Connection, r: &ReplayRange) -> Result<u64> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM events WHERE bus = ?1 AND received_at >= ?2 AND received_at < ?3",
+        params![r.bus, r.from_ms, r.to_ms],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|n| n.max(0) as u64)
+    .map_err(db)
+}
+
+pub(super) fn create_jobs(tx: &Transaction<'_>, jobs: Vec<ReplayJob>, replay: &str, now: i64) -> Result<usize> {
+    for j in &jobs {
+        insert_job(tx, j.seq, &j.rule, &j.flow, Some(replay), now)?;
+    }
+    Ok(jobs.len())
+}
+
+/// Removes old events whose work is over: routed, every job final, no open dead letter.
+pub(super) fn sweep(tx: &Transaction<'_>, bus: &str, before_ms: i64, limit: usize) -> Result<usize> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT e.seq FROM events e WHERE e.bus = ?1 AND e.received_at < ?2 AND e.routed = 1 \
+             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.event_seq = e.seq AND j.status IN ('pending', 'running', 'parked')) \
+             AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.event_seq = e.seq AND d.status = 'open') \
+             ORDER BY e.seq LIMIT ?3",
+        )
+        .map_err(db)?;
+    let seqs: Vec<i64> = stmt
+        .query_map(params![bus, before_ms, limit as i64], |r| r.get(0))
+        .map_err(db)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(db)?;
+    drop(stmt);
+    for seq in &seqs {
+        // Sends that carried only this event's messages go with them; a digest shared with
+        // newer events stays, with the messages it carried (so it still lists every event).
+        tx.execute(
+            "DELETE FROM sends WHERE id IN (SELECT sm.send_id FROM send_messages sm JOIN messages m ON m.id = sm.message_id \
+             JOIN jobs j ON j.id = m.job_id WHERE j.event_seq = ?1) \
+             AND NOT EXISTS (SELECT 1 FROM send_messages o JOIN messages om ON om.id = o.message_id \
+                             JOIN jobs oj ON oj.id = om.job_id WHERE o.send_id = sends.id AND oj.event_seq != ?1)",
+            [seq],
+        )
+        .map_err(db)?;
+        tx.execute(
+            "DELETE FROM send_messages WHERE message_id IN (SELECT m.id FROM messages m JOIN jobs j ON j.id = m.job_id \
+             WHERE j.event_seq = ?1) AND NOT EXISTS (SELECT 1 FROM sends s WHERE s.id = send_messages.send_id)",
+            [seq],
+        )
+        .map_err(db)?;
+        tx.execute(
+            "DELETE FROM messages WHERE job_id IN (SELECT id FROM jobs WHERE event_seq = ?1) \
+             AND NOT EXISTS (SELECT 1 FROM send_messages sm WHERE sm.message_id = messages.id)",
+            [seq],
+        )
+        .map_err(db)?;
+        tx.execute("DELETE FROM steps WHERE job_id IN (SELECT id FROM jobs WHERE event_seq = ?1)", [seq])
+            .map_err(db)?;
+        tx.execute("DELETE FROM dead_letters WHERE event_seq = ?1", [seq]).map_err(db)?;
+        tx.execute("DELETE FROM jobs WHERE event_seq = ?1", [seq]).map_err(db)?;
+        tx.execute("DELETE FROM events WHERE seq = ?1", [seq]).map_err(db)?;
+    }
+    Ok(seqs.len())
+}
