@@ -3,8 +3,8 @@
 //! connection (no worker slot held), or dead-lettered.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use magpie_core::ErrorType;
@@ -59,11 +59,10 @@ pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             Ok(Some(at)) => Duration::from_millis((at - magpie_core::now_ms()).clamp(0, 1_000) as u64),
             _ => Duration::from_secs(1),
         };
-        if wait.is_zero() && slots.available_permits() > 0 && claimed == 0 {
-            // Due jobs exist but none could be claimed (e.g. leased elsewhere): do not spin.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        }
+        // Due jobs that none could claim are leased elsewhere: do not spin. A job that fell due
+        // since the claim (a message was just delivered) came with a notification, which ends
+        // the wait at once.
+        let wait = if wait.is_zero() && claimed == 0 { Duration::from_millis(20) } else { wait };
         tokio::select! {
             _ = state.wake_workers.notified() => {}
             _ = tokio::time::sleep(wait) => {}
@@ -106,17 +105,24 @@ async fn run_job(state: &Arc<AppState>, job: Job) {
         Err(reason) => {
             tracing::error!(job = job.id, event_id = %job.event_id, flow = %job.flow, reason = %reason, "flow run cannot start");
             let end = JobEnd::Retry { at: now + 1_000, error: reason };
-            return finish(state, &job, end).await;
+            return finish(state, &job, end, Vec::new()).await;
         }
     };
     let Some((_, flow)) = rt.flows.get(&job.flow) else {
         let error = format!("flow {:?} no longer exists", job.flow);
         RunDeadLettered { flow: &job.flow, error_type: "FLOW:CONFIG" }.emit();
         let end = JobEnd::Failed { error_type: "FLOW:CONFIG".into(), error, step: None };
-        return finish(state, &job, end).await;
+        return finish(state, &job, end, Vec::new()).await;
     };
     let flow = flow.clone();
-    let effects = JobEffects { state, job: &job, rt: rt.clone(), store_failed: AtomicBool::new(false) };
+    let effects = JobEffects {
+        state,
+        job: &job,
+        rt: rt.clone(),
+        store_failed: AtomicBool::new(false),
+        queued: AtomicBool::new(false),
+        unwritten: Mutex::new(Vec::new()),
+    };
     let end = match Runner::run(&flow, msg, &effects, Some(cp.clone())).await {
         RunOutcome::Completed { undelivered, .. } => {
             let end = if undelivered > 0 { RunEnd::DeliveryFailed } else { RunEnd::Done };
@@ -146,14 +152,17 @@ async fn run_job(state: &Arc<AppState>, job: Job) {
         RunOutcome::Parked if effects.store_failed.load(Ordering::Relaxed) => {
             JobEnd::Retry { at: now + 1_000, error: "the store refused a message; the run goes again".into() }
         }
+        // Queueing the message parked the job in the same transaction.
+        RunOutcome::Parked if effects.queued.load(Ordering::Relaxed) => return,
         RunOutcome::Parked => JobEnd::Parked,
     };
-    finish(state, &job, end).await;
+    let steps = effects.take_unwritten();
+    finish(state, &job, end, steps).await;
 }
 
-async fn finish(state: &AppState, job: &Job, end: JobEnd) {
+async fn finish(state: &AppState, job: &Job, end: JobEnd, steps: Vec<StepRow>) {
     let again = matches!(end, JobEnd::Retry { .. } | JobEnd::Parked);
-    if let Err(e) = state.store.end_job(job.id, end, magpie_core::now_ms()).await {
+    if let Err(e) = state.store.end_job(job.id, end, steps, magpie_core::now_ms()).await {
         // The lease runs out and the job is claimed again: nothing is lost.
         tracing::error!(job = job.id, error = %e, "recording the end of a flow run failed");
     }
@@ -167,9 +176,13 @@ async fn prepare(state: &AppState, job: &Job) -> Result<(Arc<Runtime>, Message, 
     if !body.is_object() {
         return Err(format!("event #{} is missing from the log", job.event_seq));
     }
-    // A first run has recorded nothing yet; a re-run resumes from what earlier runs recorded.
-    let journal =
-        if job.runs > 1 { state.store.journal(job.id).await.map_err(|e| e.to_string())? } else { Journal::default() };
+    // A first run has recorded nothing yet; a re-run resumes from what earlier runs recorded
+    // (read with the claim).
+    let journal = match &job.journal {
+        Some(j) => j.clone(),
+        None if job.runs > 1 => state.store.journal(job.id).await.map_err(|e| e.to_string())?,
+        None => Journal::default(),
+    };
     let field = |k: &str| body.get(k).cloned().unwrap_or(Value::Null);
     let mut msg;
     if job.bus == magpie_core::HOOKS_BUS {
@@ -198,7 +211,19 @@ struct JobEffects<'a> {
     state: &'a Arc<AppState>,
     job: &'a Job,
     rt: Arc<Runtime>,
+    /// Queueing a message failed: the run must go again.
     store_failed: AtomicBool,
+    /// A message was queued (and the job parked with it).
+    queued: AtomicBool,
+    /// Step records not written yet: they go with the run's next write (its message or its end),
+    /// one transaction instead of one per step.
+    unwritten: Mutex<Vec<StepRow>>,
+}
+
+impl JobEffects<'_> {
+    fn take_unwritten(&self) -> Vec<StepRow> {
+        std::mem::take(&mut *self.unwritten.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 impl Effects for JobEffects<'_> {
@@ -225,9 +250,13 @@ impl Effects for JobEffects<'_> {
             policy: req.retry,
             received_at: self.job.received_at,
             now_ms: magpie_core::now_ms(),
+            steps: self.take_unwritten(),
         };
         match self.state.store.enqueue(msg).await {
-            Ok(_) => outbox::wake(self.state, &req.connection),
+            Ok(_) => {
+                self.queued.store(true, Ordering::Relaxed);
+                outbox::wake(self.state, &req.connection);
+            }
             Err(e) => {
                 tracing::error!(job = self.job.id, error = %e, "queueing a message failed; the run goes again");
                 self.store_failed.store(true, Ordering::Relaxed);
@@ -245,9 +274,7 @@ impl Effects for JobEffects<'_> {
             detail: rec.detail,
             at: magpie_core::now_ms(),
         };
-        if let Err(e) = self.state.store.record_step(self.job.id, row).await {
-            tracing::error!(job = self.job.id, error = %e, "recording a step failed");
-        }
+        self.unwritten.lock().unwrap_or_else(|p| p.into_inner()).push(row);
     }
 
     fn log(&self, level: LogLevel, category: &str, message: &str) {

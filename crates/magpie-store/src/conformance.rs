@@ -69,6 +69,7 @@ fn message(job_id: i64, ordinal: u32, connection: &str, now: i64) -> NewMessage 
         policy: RetryPolicy { max_age: Duration::from_secs(60), ..RetryPolicy::default() },
         received_at: now,
         now_ms: now,
+        steps: vec![],
     }
 }
 
@@ -178,7 +179,7 @@ pub async fn events_route_into_jobs_that_are_claimed_once(s: Arc<dyn Store>) {
     assert_eq!(s.release_leases().await.unwrap(), 1);
     let jobs = s.claim_jobs(200, 30_000, 10).await.unwrap();
     assert_eq!(jobs[0].runs, 2);
-    s.end_job(jobs[0].id, JobEnd::Retry { at: 5_000, error: "x".into() }, 200).await.unwrap();
+    s.end_job(jobs[0].id, JobEnd::Retry { at: 5_000, error: "x".into() }, vec![], 200).await.unwrap();
     assert_eq!(s.next_due().await.unwrap(), Some(5_000));
     assert!(s.claim_jobs(4_999, 30_000, 10).await.unwrap().is_empty());
     let jobs = s.claim_jobs(5_000, 30_000, 10).await.unwrap();
@@ -192,11 +193,19 @@ pub async fn events_route_into_jobs_that_are_claimed_once(s: Arc<dyn Store>) {
     };
     s.record_step(jobs[0].id, step.clone()).await.unwrap();
     s.record_step(jobs[0].id, step).await.unwrap();
-    s.end_job(jobs[0].id, JobEnd::Done { undelivered: false }, 5_001).await.unwrap();
+    let last = StepRow {
+        ordinal: 1,
+        path: "steps[1]".into(),
+        kind: "logger".into(),
+        status: "ok".into(),
+        detail: json!({}),
+        at: 2,
+    };
+    s.end_job(jobs[0].id, JobEnd::Done { undelivered: false }, vec![last], 5_001).await.unwrap();
     let t = s.trace("a").await.unwrap().unwrap();
     assert_eq!(t.rules_matched, ["r1"]);
     assert_eq!(t.runs[0].status, JobStatus::Done);
-    assert_eq!(t.runs[0].journal.steps.len(), 1, "a step record is written once");
+    assert_eq!(t.runs[0].journal.steps.len(), 2, "a step record is written once; the last come with the end");
     assert!(s.trace("zzz").await.unwrap().is_none());
 }
 
@@ -204,12 +213,21 @@ pub async fn events_route_into_jobs_that_are_claimed_once(s: Arc<dyn Store>) {
 pub async fn a_message_parks_its_job_until_delivered(s: Arc<dyn Store>) {
     let now = 1_000_000;
     let jobs = routed_jobs(s.as_ref(), &["p1", "p2"], now).await;
-    let m1 = s.enqueue(message(jobs[0], 2, "c1", now)).await.unwrap();
+    let before = StepRow {
+        ordinal: 0,
+        path: "steps[0]".into(),
+        kind: "set-variable".into(),
+        status: "ok".into(),
+        detail: json!({}),
+        at: 1,
+    };
+    let m1 = s.enqueue(NewMessage { steps: vec![before], ..message(jobs[0], 2, "c1", now) }).await.unwrap();
     assert_eq!(s.enqueue(message(jobs[0], 2, "c1", now)).await.unwrap(), m1, "idempotent per job and step");
+    assert_eq!(s.journal(jobs[0]).await.unwrap().steps.len(), 1, "the run's records come with its message");
     let m2 = s.enqueue(message(jobs[1], 2, "c1", now + 1)).await.unwrap();
-    s.end_job(jobs[0], JobEnd::Parked, now).await.unwrap();
-    s.end_job(jobs[1], JobEnd::Parked, now).await.unwrap();
-    assert_eq!(job_status(s.as_ref(), "p1").await, [JobStatus::Parked]);
+    assert_eq!(job_status(s.as_ref(), "p1").await, [JobStatus::Parked], "queueing parks the run");
+    s.end_job(jobs[1], JobEnd::Parked, vec![], now).await.unwrap();
+    assert_eq!(job_status(s.as_ref(), "p2").await, [JobStatus::Parked], "parking again changes nothing");
     assert_eq!(s.next_due().await.unwrap(), None, "parked jobs are not due");
     assert!(s.claim_jobs(now + 10_000_000, 1_000, 10).await.unwrap().is_empty(), "and not claimable");
     assert_eq!(s.outbox_connections().await.unwrap(), ["c1"]);
@@ -242,7 +260,7 @@ pub async fn a_message_parks_its_job_until_delivered(s: Arc<dyn Store>) {
     assert_eq!(j.deliveries[0].status, MessageStatus::Delivered);
     assert_eq!(s.outbox_status("c1").await.unwrap().state.sent, 1);
 
-    // A message that finished before its job parked: the job is due at once, not stuck.
+    // A run that parks on a message already finished (it resumed after a crash) is due at once.
     let now = now + 10;
     let jobs = routed_jobs(s.as_ref(), &["p3"], now).await;
     let m3 = s.enqueue(message(jobs[0], 0, "c2", now)).await.unwrap();
@@ -258,8 +276,10 @@ pub async fn a_message_parks_its_job_until_delivered(s: Arc<dyn Store>) {
         )])
         .await
         .unwrap();
-    assert!(woken.is_empty(), "the job was still running");
-    s.end_job(jobs[0], JobEnd::Parked, now).await.unwrap();
+    assert_eq!(woken, [jobs[0]], "queueing parked the job; its message woke it");
+    let again = s.claim_jobs(now, 60_000, 10).await.unwrap();
+    assert_eq!(again[0].journal.as_ref().map(|j| j.deliveries.len()), Some(1), "a re-run gets its journal");
+    s.end_job(jobs[0], JobEnd::Parked, vec![], now).await.unwrap();
     assert_eq!(job_status(s.as_ref(), "p3").await, [JobStatus::Pending]);
 }
 
@@ -295,7 +315,7 @@ pub async fn failed_messages_and_failed_runs_are_dead_letters_that_redrive(s: Ar
     let m1 = s.enqueue(message(caught_job, 2, "c1", now)).await.unwrap();
     let m2 = s.enqueue(message(uncaught_job, 2, "c1", now)).await.unwrap();
     for j in [caught_job, uncaught_job] {
-        s.end_job(j, JobEnd::Parked, now).await.unwrap();
+        s.end_job(j, JobEnd::Parked, vec![], now).await.unwrap();
     }
     s.outbox_acquire("c1", "a", now, 30_000).await.unwrap();
     assert!(s.outbox_claim(vec![claim("s1", "c1", "a", vec![m1, m2], now)]).await.unwrap());
@@ -317,16 +337,16 @@ pub async fn failed_messages_and_failed_runs_are_dead_letters_that_redrive(s: Ar
     assert_eq!(s.outbox_status("c1").await.unwrap().state.paused_until, Some(now + 61_000));
     // The flows run again: one catches the error, one does not; the third fails by itself.
     s.claim_jobs(now + 1_000, 60_000, 10).await.unwrap();
-    s.end_job(caught_job, JobEnd::Done { undelivered: true }, now + 1_001).await.unwrap();
+    s.end_job(caught_job, JobEnd::Done { undelivered: true }, vec![], now + 1_001).await.unwrap();
     let failed =
         |step: Option<(u32, String)>| JobEnd::Failed { error_type: "WECOM:AUTH".into(), error: "93000".into(), step };
-    s.end_job(uncaught_job, failed(Some((2, "steps[2].robot".into()))), now + 1_001).await.unwrap();
+    s.end_job(uncaught_job, failed(Some((2, "steps[2].robot".into()))), vec![], now + 1_001).await.unwrap();
     let boom = JobEnd::Failed {
         error_type: "APP:BOOM".into(),
         error: "x".into(),
         step: Some((4, "steps[4].raise-error".into())),
     };
-    s.end_job(run_job, boom, now + 1_001).await.unwrap();
+    s.end_job(run_job, boom, vec![], now + 1_001).await.unwrap();
     assert_eq!(job_status(s.as_ref(), "d1").await, [JobStatus::DeliveryFailed]);
     assert_eq!(job_status(s.as_ref(), "d2").await, [JobStatus::Failed]);
 
@@ -482,13 +502,16 @@ pub async fn the_archive_lists_replays_and_sweeps(s: Arc<dyn Store>) {
 
     // a1 has a pending replay job, a2 an open dead letter: both stay. a3 and a4 finished: gone.
     for j in &jobs {
-        s.end_job(*j, JobEnd::Done { undelivered: false }, t0).await.unwrap();
+        s.end_job(*j, JobEnd::Done { undelivered: false }, vec![], t0).await.unwrap();
     }
-    s.end_job(jobs[1], JobEnd::Failed { error_type: "APP:X".into(), error: "x".into(), step: None }, t0).await.unwrap();
+    s.end_job(jobs[1], JobEnd::Failed { error_type: "APP:X".into(), error: "x".into(), step: None }, vec![], t0)
+        .await
+        .unwrap();
     assert_eq!(s.sweep("default", t0 - 1, 100).await.unwrap(), 0, "nothing is old enough");
-    assert_eq!(s.sweep("default", t0 + 1, 1).await.unwrap(), 1, "small batches");
-    assert_eq!(s.sweep("default", t0 + 1, 100).await.unwrap(), 1);
-    assert_eq!(s.sweep("default", t0 + 1, 100).await.unwrap(), 0);
+    let later = magpie_core::now_ms() + 1;
+    assert_eq!(s.sweep("default", later, 1).await.unwrap(), 1, "small batches");
+    assert_eq!(s.sweep("default", later, 100).await.unwrap(), 1);
+    assert_eq!(s.sweep("default", later, 100).await.unwrap(), 0);
     let left: Vec<String> = s
         .list_events(EventFilter { bus: Some("default".into()), limit: 10, ..EventFilter::default() })
         .await

@@ -116,6 +116,9 @@ pub struct Job {
     pub received_at: i64,
     /// The replay that created the job, if one did.
     pub replay: Option<String>,
+    /// What earlier runs recorded (returned with the claim of a job that ran before).
+    #[serde(skip)]
+    pub journal: Option<crate::Journal>,
 }
 
 /// How a job run ended.

@@ -144,13 +144,16 @@ pub trait Store: Send + Sync + 'static {
     async fn record_step(&self, job_id: i64, row: StepRow) -> Result<()>;
     /// A job's journal: its step records, its messages and their sends.
     async fn journal(&self, job_id: i64) -> Result<Journal>;
-    /// Ends a job run. [`JobEnd::Parked`] parks the job until its queued messages are finished
-    /// (or makes it due at once if they already are); [`JobEnd::Failed`] dead-letters it.
-    async fn end_job(&self, job_id: i64, end: JobEnd, now_ms: i64) -> Result<()>;
+    /// Ends a job run, writing the run's last step records with it. [`JobEnd::Parked`] parks the
+    /// job until its queued messages are finished (or makes it due at once if they already are);
+    /// [`JobEnd::Failed`] dead-letters it.
+    async fn end_job(&self, job_id: i64, end: JobEnd, steps: Vec<StepRow>, now_ms: i64) -> Result<()>;
 
     // ---- outbox -----------------------------------------------------------------------------
 
-    /// Queues a message for its connection (idempotent per job and step). Returns its id.
+    /// Queues a message for its connection (idempotent per job and step), writes the run's step
+    /// records so far (`msg.steps`) and parks the job until the message is finished, in one
+    /// transaction. Returns the message's id.
     async fn enqueue(&self, msg: NewMessage) -> Result<i64>;
     /// Takes or renews the lease of a connection's outbox for `owner`. `None` when another owner
     /// holds it. A new owner gets messages left `sending` by the last one back in the queue.

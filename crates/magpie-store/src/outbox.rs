@@ -129,6 +129,8 @@ pub struct NewMessage {
     pub received_at: i64,
     /// Now, ms since the epoch.
     pub now_ms: i64,
+    /// The run's step records not written yet (written with the message).
+    pub steps: Vec<crate::StepRow>,
 }
 
 /// A queued message, as the connection's drainer sees it.

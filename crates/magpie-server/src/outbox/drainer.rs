@@ -42,30 +42,39 @@ pub(super) async fn drain(state: Arc<AppState>, connection: String, notify: Arc<
         if *stop.borrow() {
             break;
         }
-        let wait = match d.round().await {
+        let (wait, listen) = match d.round().await {
             Round::Again => {
                 idle_since = None;
                 continue;
             }
             Round::Stop => break,
+            // Nothing queued later can go before `until` (a slot, the pace, a pause, the head's
+            // backoff): sleep through the storm's enqueues instead of re-reading the queue.
             Round::Wait(until) => {
                 idle_since = None;
-                Some(until)
+                (Some(until), false)
             }
             Round::Idle => {
                 if idle_since.get_or_insert_with(Instant::now).elapsed() >= IDLE_EXIT {
                     break;
                 }
-                None
+                (None, true)
             }
         };
         let now = magpie_core::now_ms();
         let until = wait.unwrap_or(i64::MAX).min(d.renew_at.max(now + 100));
         let sleep = Duration::from_millis((until - now).clamp(1, 60_000) as u64);
-        tokio::select! {
-            _ = notify.notified() => {}
-            _ = tokio::time::sleep(sleep) => {}
-            _ = stop.changed() => {}
+        if listen {
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+                _ = stop.changed() => {}
+            }
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = stop.changed() => {}
+            }
         }
     }
     if d.held.is_some() {
@@ -119,14 +128,18 @@ impl Drainer {
             }
         }
         let rt = self.state.runtime.get();
-        let queue = match store.outbox_queue(&self.connection, MAX_FOLD + UNLIMITED_BATCH).await {
+        let spec = rt.connections.get(&self.connection).cloned();
+        let limiter = Limiter::new(spec.as_ref().map(|c| c.rate_limits()).unwrap_or_default());
+        // An unlimited connection sends a batch at a time; a limited one may fold its whole queue.
+        let limit = if limiter.unlimited() && spec.is_some() { UNLIMITED_BATCH } else { MAX_FOLD + UNLIMITED_BATCH };
+        let queue = match store.outbox_queue(&self.connection, limit).await {
             Ok(q) => q,
             Err(e) => {
                 tracing::error!(connection = %self.connection, error = %e, "reading the outbox failed; will retry");
                 return Round::Wait(now + 1_000);
             }
         };
-        let Some(spec) = rt.connections.get(&self.connection).cloned() else {
+        let Some(spec) = spec else {
             if queue.is_empty() {
                 return Round::Stop;
             }
@@ -136,13 +149,12 @@ impl Drainer {
             return Round::Again;
         };
         let st = self.held.clone().unwrap_or_default();
-        OutboxObserved {
-            connection: &self.connection,
-            depth: queue.len(),
-            paused: st.paused_until.is_some_and(|p| p > now),
-        }
-        .emit();
-        let limiter = Limiter::new(spec.rate_limits());
+        let depth = if queue.len() < limit {
+            queue.len()
+        } else {
+            store.outbox_status(&self.connection).await.map(|s| s.depth as usize).unwrap_or(queue.len())
+        };
+        OutboxObserved { connection: &self.connection, depth, paused: st.paused_until.is_some_and(|p| p > now) }.emit();
         let view = View {
             queue: &queue,
             tat: &st.limiter.tat,

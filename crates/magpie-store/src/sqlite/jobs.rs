@@ -28,6 +28,7 @@ pub(super) fn claim(tx: &Transaction<'_>, now: i64, lease_ms: i64, limit: usize)
                 replay: r.get(7)?,
                 event: Value::Null,
                 received_at: 0,
+                journal: None,
             })
         })
         .map_err(db)?;
@@ -40,6 +41,10 @@ pub(super) fn claim(tx: &Transaction<'_>, now: i64, lease_ms: i64, limit: usize)
         if let Some((text, received_at)) = row {
             j.event = parse_json(&text)?;
             j.received_at = received_at;
+        }
+        // A re-run resumes from its journal: read it in the same transaction.
+        if j.runs > 1 {
+            j.journal = Some(super::trace::journal(tx, j.id)?);
         }
     }
     jobs.sort_by_key(|j| j.id);

@@ -264,12 +264,18 @@ impl Store for SqliteStore {
         self.call(move |conn| trace::journal(conn, job_id)).await
     }
 
-    async fn end_job(&self, job_id: i64, end: JobEnd, now_ms: i64) -> Result<()> {
-        self.tx(move |tx| jobs::end(tx, job_id, end, now_ms)).await
+    async fn end_job(&self, job_id: i64, end: JobEnd, steps: Vec<StepRow>, now_ms: i64) -> Result<()> {
+        self.tx(move |tx| {
+            for s in &steps {
+                jobs::record_step(tx, job_id, s)?;
+            }
+            jobs::end(tx, job_id, end, now_ms)
+        })
+        .await
     }
 
     async fn enqueue(&self, msg: NewMessage) -> Result<i64> {
-        self.call(move |conn| outbox::enqueue(conn, &msg)).await
+        self.tx(move |tx| outbox::enqueue(tx, &msg)).await
     }
 
     async fn outbox_acquire(

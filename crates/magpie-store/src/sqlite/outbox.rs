@@ -23,7 +23,10 @@ fn parse_kind(s: &str) -> Result<MessageKind> {
     })
 }
 
-pub(super) fn enqueue(conn: &Connection, m: &NewMessage) -> Result<i64> {
+pub(super) fn enqueue(conn: &Transaction<'_>, m: &NewMessage) -> Result<i64> {
+    for s in &m.steps {
+        super::jobs::record_step(conn, m.job_id, s)?;
+    }
     let deadline = m.now_ms.saturating_add(m.policy.max_age.as_millis() as i64);
     let mut insert = conn
         .prepare_cached(
@@ -55,16 +58,25 @@ pub(super) fn enqueue(conn: &Connection, m: &NewMessage) -> Result<i64> {
         )
         .optional()
         .map_err(db)?;
-    match id {
-        Some(id) => Ok(id),
+    let id = match id {
+        Some(id) => id,
         None => conn
             .query_row(
                 "SELECT id FROM messages WHERE job_id = ?1 AND ordinal = ?2 ORDER BY generation DESC LIMIT 1",
                 params![m.job_id, m.ordinal],
                 |r| r.get(0),
             )
-            .map_err(db),
-    }
+            .map_err(db)?,
+    };
+    // The run waits for its message without holding a worker (unless it is already finished).
+    conn.prepare_cached(
+        "UPDATE jobs SET status = 'parked', lease_until = NULL, updated_at = ?2 WHERE id = ?1 \
+         AND EXISTS (SELECT 1 FROM messages WHERE id = ?3 AND status IN ('queued', 'sending'))",
+    )
+    .map_err(db)?
+    .execute(params![m.job_id, m.now_ms, id])
+    .map_err(db)?;
+    Ok(id)
 }
 
 /// Puts messages left in a send without an answer back in the queue (of one connection, or all).

@@ -37,6 +37,7 @@ async fn jobs_and_messages_survive_a_reopen_and_in_flight_sends_are_queued_again
                 policy: magpie_core::config::RetryPolicy::default(),
                 received_at: 10,
                 now_ms: 10,
+                steps: vec![],
             })
             .await
             .unwrap();
@@ -58,7 +59,7 @@ async fn jobs_and_messages_survive_a_reopen_and_in_flight_sends_are_queued_again
         // The process dies here, the send unanswered.
     }
     let s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.release_leases().await.unwrap(), 1, "the job that was running");
+    assert_eq!(s.release_leases().await.unwrap(), 0, "the job was parked with its message");
     let q = s.outbox_queue("c", 10).await.unwrap();
     assert_eq!(q.iter().map(|m| m.id).collect::<Vec<_>>(), [msg_id]);
     assert!(s.outbox_acquire("c", "new-node", 20, 30_000).await.unwrap().is_some());
