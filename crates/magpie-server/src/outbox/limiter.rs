@@ -85,6 +85,12 @@ impl Limiter {
             .unwrap_or(u32::MAX)
     }
 
+    /// Whether nothing was sent lately: every limit could take its whole burst now.
+    pub fn idle(&self, tat: &[i64], now: i64) -> bool {
+        let tat = self.fit(tat);
+        self.cells.iter().zip(&tat).all(|(c, t)| *t <= now)
+    }
+
     /// Records a send at `at` (which must conform). Returns the new state.
     pub fn take(&self, tat: &[i64], at: i64) -> Vec<i64> {
         let tat = self.fit(tat);
@@ -155,6 +161,8 @@ mod tests {
     fn bursts_go_at_once_and_the_steady_rate_is_most_of_the_limit() {
         let l = Limiter::new(&limits(&[(20, 60_000)]));
         assert_eq!(l.available(&[], 0), 10, "half the limit at once");
+        assert!(l.idle(&[], 0));
+        assert!(!l.idle(&l.take(&[], 0), 1));
         let sent = drive(&l, &[0; 40]);
         assert!(sent[..10].iter().all(|t| *t == 0));
         assert!(sent[10] > 0);

@@ -5,6 +5,7 @@
 //!   kept: the queue waits behind its head), or before the limiter's next slot.
 //! - A message alone in its slot — or a few that the limiter can all send right now — go as their
 //!   flows rendered them.
+//! - The first message of a storm (the connection was idle) goes at once, as rendered.
 //! - A backlog (more waiting than the limiter can send now) is folded: every waiting message of
 //!   the head's kind goes in one digest, and digests are spaced at the tightest limit's full rate,
 //!   so a storm is told in a few digests instead of burning the burst on tiny ones.
@@ -87,7 +88,11 @@ pub fn plan(limiter: &Limiter, v: View<'_>) -> Plan {
         .map(|(i, _)| i)
         .take(MAX_FOLD)
         .collect();
-    if head.solo || foldable.len() <= 1 || ready as u64 <= u64::from(limiter.available(v.tat, now)) {
+    let alone = head.solo
+        || foldable.len() <= 1
+        || ready as u64 <= u64::from(limiter.available(v.tat, now))
+        || limiter.idle(v.tat, now);
+    if alone {
         return Plan::Send(vec![Batch::Alone(0)]);
     }
     let digest_at = v.last_send_at.map_or(now, |t| t + limiter.pace());
@@ -160,6 +165,15 @@ mod tests {
         // A message refused in a digest goes alone.
         q[0].solo = true;
         assert_eq!(plan(&l, view(&q, &tat, Some(0), 3_150)), Plan::Send(vec![Batch::Alone(0)]));
+    }
+
+    #[test]
+    fn the_first_message_of_a_storm_goes_alone() {
+        let l = wecom();
+        let q: Vec<_> = (1..=300).map(|i| msg(i, MessageKind::Markdown)).collect();
+        assert_eq!(plan(&l, view(&q, &[], None, 10)), Plan::Send(vec![Batch::Alone(0)]));
+        let tat = l.take(&[], 10);
+        assert_eq!(plan(&l, view(&q[1..], &tat, Some(10), 11)), Plan::Wait(3_160), "then digests, paced");
     }
 
     #[test]
