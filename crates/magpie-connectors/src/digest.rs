@@ -256,18 +256,8 @@ fn render(
             OutboundMessage { kind, title: Some(headline), content: Value::Array(ps) }
         }
         (Platform::Wecom, MessageKind::Markdown | MessageKind::Post) => {
-            let mut out = format!("**{headline}**\n> {}\n> {}\n", counts(true), types_line(s, w));
-            for t in &texts {
-                out.push('\n');
-                out.push_str(t);
-                out.push('\n');
-            }
-            if let Some(m) = &more {
-                out.push('\n');
-                out.push_str(m);
-                out.push('\n');
-            }
-            out.push_str(&format!("[{link_text}]({link})"));
+            let head = format!("**{headline}**\n> {}\n> {}\n", counts(true), types_line(s, w));
+            let out = blocks(head, &texts, more.as_deref(), &format!("[{link_text}]({link})"));
             OutboundMessage { kind, title: None, content: Value::String(out) }
         }
         (Platform::Dingtalk, MessageKind::Markdown | MessageKind::Post) => {
@@ -286,21 +276,22 @@ fn render(
             OutboundMessage { kind, title: Some(headline), content: Value::String(out) }
         }
         (_, MessageKind::Text) => {
-            let mut out = format!("{headline}\n{}\n{}\n", counts(false), types_line(s, w));
-            for t in &texts {
-                out.push('\n');
-                out.push_str(t);
-                out.push('\n');
-            }
-            if let Some(m) = &more {
-                out.push('\n');
-                out.push_str(m);
-                out.push('\n');
-            }
-            out.push_str(&format!("{link_text}: {link}"));
+            let head = format!("{headline}\n{}\n{}\n", counts(false), types_line(s, w));
+            let out = blocks(head, &texts, more.as_deref(), &format!("{link_text}: {link}"));
             OutboundMessage { kind, title: None, content: Value::String(out) }
         }
     }
+}
+
+/// The headline, each item and the "more" line as blocks separated by blank lines, then the link.
+fn blocks(mut out: String, texts: &[String], more: Option<&str>, link: &str) -> String {
+    for t in texts.iter().map(String::as_str).chain(more) {
+        out.push('\n');
+        out.push_str(t);
+        out.push('\n');
+    }
+    out.push_str(link);
+    out
 }
 
 /// The size of `msg` as the platform counts it (see [`limit`]).

@@ -143,35 +143,26 @@ fn insert_job(tx: &Transaction<'_>, seq: i64, rule: &str, flow: &str, replay: Op
 }
 
 pub(super) fn list(conn: &Connection, f: &EventFilter) -> Result<Vec<StoredEvent>> {
-    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1");
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    let mut cond = |sql_part: &str, v: rusqlite::types::Value| {
-        args.push(v);
-        sql.push_str(&format!(" AND {sql_part} ?{}", args.len()));
-    };
+    let mut q = super::Query::select(EVENT_COLUMNS, "events");
     if let Some(b) = &f.bus {
-        cond("bus =", b.clone().into());
+        q.and("bus =", b.clone());
     }
     if let Some(t) = f.since_ms {
-        cond("received_at >=", t.into());
+        q.and("received_at >=", t);
     }
     if let Some(t) = f.until_ms {
-        cond("received_at <", t.into());
+        q.and("received_at <", t);
     }
     if let Some(t) = &f.event_type {
-        cond("type =", t.clone().into());
+        q.and("type =", t.clone());
     }
     if let Some(s) = &f.subject {
-        cond("subject =", s.clone().into());
+        q.and("subject =", s.clone());
     }
     if let Some(s) = f.before_seq {
-        cond("seq <", s.into());
+        q.and("seq <", s);
     }
-    args.push((f.limit.max(1) as i64).into());
-    sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
-    let mut stmt = conn.prepare(&sql).map_err(db)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), read_event).map_err(db)?;
-    rows.map(|r| to_event(r.map_err(db)?)).collect()
+    q.rows(conn, "seq DESC", f.limit, read_event)?.into_iter().map(to_event).collect()
 }
 
 pub(super) fn range(conn: &Connection, r: &ReplayRange, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>> {

@@ -34,39 +34,32 @@ fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
 }
 
 pub(super) fn list(conn: &Connection, f: &LetterFilter) -> Result<Vec<DeadLetter>> {
-    let mut sql = format!("SELECT {COLUMNS} FROM dead_letters WHERE 1 = 1");
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    let mut cond = |sql_part: &str, v: rusqlite::types::Value| {
-        args.push(v);
-        sql.push_str(&format!(" AND {sql_part} ?{}", args.len()));
-    };
+    let mut q = super::Query::select(COLUMNS, "dead_letters");
     if !f.include_redriven {
-        cond("status =", "open".to_string().into());
+        q.and("status =", "open".to_string());
     }
     if let Some(x) = &f.flow {
-        cond("flow =", x.clone().into());
+        q.and("flow =", x.clone());
     }
     if let Some(x) = &f.connection {
-        cond("connection =", x.clone().into());
+        q.and("connection =", x.clone());
     }
-    if let Some(x) = &f.error_type {
-        if x.contains(':') {
-            cond("error_type =", x.clone().into());
-        } else {
-            cond("substr(error_type, instr(error_type, ':') + 1) =", x.clone().into());
+    match &f.error_type {
+        Some(x) if x.contains(':') => {
+            q.and("error_type =", x.clone());
         }
+        Some(x) => {
+            q.and("substr(error_type, instr(error_type, ':') + 1) =", x.clone());
+        }
+        None => {}
     }
     if let Some(t) = f.since_ms {
-        cond("created_at >=", t.into());
+        q.and("created_at >=", t);
     }
     if let Some(b) = f.before_id {
-        cond("id <", b.into());
+        q.and("id <", b);
     }
-    args.push((f.limit.max(1) as i64).into());
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
-    let mut stmt = conn.prepare(&sql).map_err(db)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), read).map_err(db)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(db)
+    q.rows(conn, "id DESC", f.limit, read)
 }
 
 /// Every letter of one run, oldest first.

@@ -350,6 +350,41 @@ impl Store for SqliteStore {
     }
 }
 
+/// A `SELECT … WHERE` built from optional conditions, with numbered parameters.
+pub(crate) struct Query {
+    sql: String,
+    args: Vec<rusqlite::types::Value>,
+}
+
+impl Query {
+    /// Starts `SELECT {columns} FROM {table} WHERE 1 = 1`.
+    pub(crate) fn select(columns: &str, table: &str) -> Query {
+        Query { sql: format!("SELECT {columns} FROM {table} WHERE 1 = 1"), args: Vec::new() }
+    }
+
+    /// Adds ` AND {condition} ?n` with `value` as parameter n.
+    pub(crate) fn and(&mut self, condition: &str, value: impl Into<rusqlite::types::Value>) -> &mut Query {
+        self.args.push(value.into());
+        self.sql.push_str(&format!(" AND {condition} ?{}", self.args.len()));
+        self
+    }
+
+    /// Adds the ordering and the limit, and runs the query.
+    pub(crate) fn rows<T>(
+        mut self,
+        conn: &Connection,
+        order: &str,
+        limit: usize,
+        read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        self.args.push((limit.max(1) as i64).into());
+        self.sql.push_str(&format!(" ORDER BY {order} LIMIT ?{}", self.args.len()));
+        let mut stmt = conn.prepare(&self.sql).map_err(db)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(self.args), read).map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
+    }
+}
+
 /// Reads a JSON column.
 pub(crate) fn parse_json(s: &str) -> Result<Value> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
