@@ -19,6 +19,9 @@ use crate::telemetry::{
     ConnectionPaused, InternalEvent, MessageDeadLettered, MessageDelivered, OutboxObserved, SendEnded,
 };
 
+/// A message given up: its id, error type and why.
+type Failed = (i64, String, String);
+
 /// What goes out in one request.
 struct Outgoing {
     claim: SendClaim,
@@ -187,7 +190,7 @@ impl Drainer {
     }
 
     /// Fails messages without a send and wakes their jobs.
-    async fn fail(&self, queue: &[QueuedMessage], failed: Vec<(i64, String, String)>, now: i64) {
+    async fn fail(&self, queue: &[QueuedMessage], failed: Vec<Failed>, now: i64) {
         for (id, error_type, error) in &failed {
             if let Some(m) = queue.iter().find(|m| m.id == *id) {
                 MessageDeadLettered {
@@ -236,11 +239,61 @@ impl Drainer {
                 return;
             }
         };
-        let platform = spec.platform;
         let mut st = self.held.clone().unwrap_or_default();
         let before = st.limiter.clone();
-        let mut tat = st.limiter.tat.clone();
         let lease_until = now + (LEASE + spec.timeout.unwrap_or(delivery::DEFAULT_TIMEOUT)).as_millis() as i64;
+        let (out, unbuildable, tat) = self.outgoing(spec, &dest, limiter, queue, batches, lease_until, now);
+        if !unbuildable.is_empty() {
+            self.fail(queue, unbuildable, now).await;
+        }
+        if out.is_empty() {
+            return;
+        }
+        match self.state.store.outbox_claim(out.iter().map(|o| o.claim.clone()).collect()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(connection = %self.connection, "the outbox lease was lost; another node drains it");
+                self.held = None;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(connection = %self.connection, error = %e, "claiming messages failed; will retry");
+                return;
+            }
+        }
+        st.limiter = LimiterState { tat: tat.clone(), last_send_at: Some(now) };
+        self.renew_at = lease_until - LEASE.as_millis() as i64 * 2 / 3;
+        let answers = self.requests(spec, &out).await;
+        let completions = self.decisions(spec, limiter, &out, &answers, &mut st, &before, &tat, now);
+        self.held = Some(st);
+        match self.state.store.outbox_complete(completions).await {
+            Ok(woken) if !woken.is_empty() => self.state.wake_workers.notify_one(),
+            Ok(_) => {}
+            Err(e) => {
+                // The messages stay `sending`. Letting the lease go makes the next owner (this
+                // node, next round) queue them again: they are sent again, at least once.
+                tracing::error!(connection = %self.connection, error = %e, "recording sends failed; will send again");
+                let _ = self.state.store.outbox_release(&self.connection, &self.state.node).await;
+                self.held = None;
+            }
+        }
+    }
+
+    /// The requests of a round: each batch rendered (a digest folded), signed and masked, with
+    /// the limiter taken for each; messages that cannot be built are returned to fail.
+    #[allow(clippy::too_many_arguments)]
+    fn outgoing(
+        &self,
+        spec: &ConnectionSpec,
+        dest: &magpie_connectors::Destination,
+        limiter: &Limiter,
+        queue: &[QueuedMessage],
+        batches: Vec<Batch>,
+        lease_until: i64,
+        now: i64,
+    ) -> (Vec<Outgoing>, Vec<Failed>, Vec<i64>) {
+        let platform = spec.platform;
+        let mut tat = self.held.as_ref().map(|h| h.limiter.tat.clone()).unwrap_or_default();
         let mut out: Vec<Outgoing> = Vec::new();
         let mut unbuildable = Vec::new();
         for batch in batches {
@@ -276,7 +329,7 @@ impl Drainer {
                 ));
                 continue;
             };
-            let prepared = match delivery::prepare(&dest, &msg, now) {
+            let prepared = match delivery::prepare(dest, &msg, now) {
                 Ok(p) => p,
                 Err(f) => {
                     let ns = platform.error_namespace();
@@ -305,28 +358,14 @@ impl Drainer {
             };
             out.push(Outgoing { claim, prepared, messages, digest });
         }
-        if !unbuildable.is_empty() {
-            self.fail(queue, unbuildable, now).await;
-        }
-        if out.is_empty() {
-            return;
-        }
-        match self.state.store.outbox_claim(out.iter().map(|o| o.claim.clone()).collect()).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(connection = %self.connection, "the outbox lease was lost; another node drains it");
-                self.held = None;
-                return;
-            }
-            Err(e) => {
-                tracing::error!(connection = %self.connection, error = %e, "claiming messages failed; will retry");
-                return;
-            }
-        }
-        st.limiter = LimiterState { tat: tat.clone(), last_send_at: Some(now) };
-        self.renew_at = lease_until - LEASE.as_millis() as i64 * 2 / 3;
+        (out, unbuildable, tat)
+    }
+
+    /// Sends a round's requests, concurrently when there are several.
+    async fn requests(&self, spec: &ConnectionSpec, out: &[Outgoing]) -> Vec<delivery::Answered> {
+        let platform = spec.platform;
         let timeout = spec.timeout.unwrap_or(delivery::DEFAULT_TIMEOUT);
-        let answers = if out.len() == 1 {
+        if out.len() == 1 {
             vec![delivery::send(&self.state.http, platform, &out[0].prepared, timeout).await]
         } else {
             let mut set = tokio::task::JoinSet::new();
@@ -351,10 +390,26 @@ impl Drainer {
                     })
                 })
                 .collect()
-        };
+        }
+    }
+
+    /// What each answer means for its messages, the limiter and the pause; logged and counted.
+    #[allow(clippy::too_many_arguments)]
+    fn decisions(
+        &self,
+        spec: &ConnectionSpec,
+        limiter: &Limiter,
+        out: &[Outgoing],
+        answers: &[delivery::Answered],
+        st: &mut OutboxState,
+        before: &LimiterState,
+        tat: &[i64],
+        now: i64,
+    ) -> Vec<SendCompletion> {
+        let platform = spec.platform;
         let done_at = magpie_core::now_ms();
         let mut completions = Vec::with_capacity(out.len());
-        for (o, a) in out.iter().zip(&answers) {
+        for (o, a) in out.iter().zip(answers) {
             let refs: Vec<&QueuedMessage> = o.messages.iter().collect();
             let decision = decide(platform, spec.penalty, a.failure.as_ref(), &refs, o.digest, done_at);
             let mut limiter_after = None;
@@ -364,7 +419,7 @@ impl Drainer {
                 limiter_after = Some(before.clone());
             }
             if let Some((until, reason)) = &decision.pause {
-                let t = limiter.after_pause(&tat, *until);
+                let t = limiter.after_pause(tat, *until);
                 st.paused_until = Some(*until);
                 st.pause_reason = Some(reason.clone());
                 st.limiter.tat = t.clone();
@@ -419,18 +474,7 @@ impl Drainer {
                 now_ms: done_at,
             });
         }
-        self.held = Some(st);
-        match self.state.store.outbox_complete(completions).await {
-            Ok(woken) if !woken.is_empty() => self.state.wake_workers.notify_one(),
-            Ok(_) => {}
-            Err(e) => {
-                // The messages stay `sending`. Letting the lease go makes the next owner (this
-                // node, next round) queue them again: they are sent again, at least once.
-                tracing::error!(connection = %self.connection, error = %e, "recording sends failed; will send again");
-                let _ = self.state.store.outbox_release(&self.connection, &self.state.node).await;
-                self.held = None;
-            }
-        }
+        completions
     }
 }
 
