@@ -19,7 +19,7 @@ use magpie_core::config::Platform;
 use serde_json::Value;
 
 pub use magpie_core::{FailureKind, OutboundMessage, Retry};
-pub use redact::redact_url;
+pub use redact::{redact_text, redact_url};
 pub use text::truncate_utf8;
 
 /// A destination with its secrets resolved.

@@ -17,6 +17,8 @@ pub struct RateLimit {
     pub per: Duration,
 }
 
+/// Most messages per window.
+pub const MAX_COUNT: u64 = 1_000_000;
 /// Shortest window a limit may have.
 pub const MIN_WINDOW: Duration = Duration::from_millis(100);
 /// Longest window a limit may have.
@@ -33,11 +35,12 @@ impl RateLimit {
     pub fn parse(s: &str) -> Result<RateLimit, String> {
         let hint = "write a rate as COUNT/WINDOW, e.g. 20/min, 5/s, 5/2s (or `unlimited`)";
         let (count, window) = s.split_once('/').ok_or_else(|| format!("{s:?}: {hint}"))?;
-        let count: u32 =
+        let count: u64 =
             count.trim().parse().map_err(|_| format!("{s:?}: the count must be a whole number; {hint}"))?;
-        if count == 0 {
-            return Err(format!("{s:?}: the count must be at least 1"));
+        if count == 0 || count > MAX_COUNT {
+            return Err(format!("{s:?}: the count must be between 1 and {MAX_COUNT}"));
         }
+        let count = count as u32;
         let window = window.trim();
         let per = match window {
             "s" | "sec" | "second" => Duration::from_secs(1),
@@ -105,6 +108,9 @@ impl<'de> Deserialize<'de> for RateSpec {
         let items = match raw {
             Raw::One(s) if s.trim().eq_ignore_ascii_case("unlimited") => return Ok(RateSpec::Unlimited),
             Raw::One(s) => vec![s],
+            Raw::Many(v) if v.iter().any(|s| s.trim().eq_ignore_ascii_case("unlimited")) => {
+                return Err(serde::de::Error::custom("`unlimited` stands alone: it cannot be combined with limits"));
+            }
             Raw::Many(v) => v,
         };
         if items.is_empty() {
@@ -126,7 +132,7 @@ mod tests {
         assert_eq!(RateLimit::parse("5 / 2s").unwrap(), RateLimit::new(5, Duration::from_secs(2)));
         assert_eq!(RateLimit::parse("100/minute").unwrap().to_string(), "100/min");
         assert_eq!(RateLimit::parse("5/2s").unwrap().to_string(), "5/2s");
-        for bad in ["20", "0/min", "x/min", "5/fortnight", "5/10ms", "5/2days"] {
+        for bad in ["20", "0/min", "x/min", "5/fortnight", "5/10ms", "5/2days", "1000000000000/s", "4294967295/s"] {
             assert!(RateLimit::parse(bad).is_err(), "{bad}");
         }
         let spec: RateSpec = serde_json::from_str(r#"["5/s", "100/min"]"#).unwrap();
@@ -138,5 +144,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&spec).unwrap(), r#""20/min""#);
         assert!(serde_json::from_str::<RateSpec>("[]").is_err());
         assert!(serde_json::from_str::<RateSpec>("20").is_err());
+        let e = serde_json::from_str::<RateSpec>(r#"["5/s", "unlimited"]"#).unwrap_err();
+        assert!(e.to_string().contains("stands alone"), "{e}");
     }
 }

@@ -91,7 +91,9 @@ pub async fn send(http: &reqwest::Client, platform: Platform, p: &Prepared, time
                 .collect();
             let body = resp.bytes().await.unwrap_or_default();
             a.status_code = Some(status);
-            a.response = Some(String::from_utf8_lossy(&body[..body.len().min(MAX_RESPONSE_BYTES)]).into_owned());
+            // Kept in traces: the platform's echo of our address (WeCom's `from ip`) is masked.
+            let text = String::from_utf8_lossy(&body[..body.len().min(MAX_RESPONSE_BYTES)]).into_owned();
+            a.response = Some(magpie_connectors::redact_text(&text));
             if let Answer::Failed(f) = classify(platform, status, &headers, &body) {
                 a.failure = Some(f);
             }

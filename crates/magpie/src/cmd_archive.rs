@@ -69,6 +69,7 @@ pub async fn list(client: &Client, a: ListArgs) -> Result<u8, Exit> {
     }
     let mut cursor: Option<i64> = None;
     let mut shown = 0;
+    let mut more = false;
     while shown < a.limit {
         let page = (a.limit - shown).min(1_000);
         let path = format!(
@@ -101,12 +102,21 @@ pub async fn list(client: &Client, a: ListArgs) -> Result<u8, Exit> {
         }
         shown += events.len();
         match v["next_cursor"].as_i64() {
-            Some(c) if !events.is_empty() => cursor = Some(c),
-            _ => break,
+            Some(c) if !events.is_empty() => {
+                cursor = Some(c);
+                more = true;
+            }
+            _ => {
+                more = false;
+                break;
+            }
         }
     }
     if shown == 0 && !a.json {
         eprintln!("no events");
+    }
+    if more && shown >= a.limit {
+        eprintln!("(the first {shown}: there may be more; raise --limit or narrow with --since, --type, --subject)");
     }
     Ok(0)
 }

@@ -80,7 +80,7 @@ pub async fn list(client: &Client, f: Filter, redriven: bool, as_json: bool) -> 
         let caught = if l["caught"] == true { "" } else { " (run stopped)" };
         println!(
             "{:>6}  {:<20}  {:<16} {:<14} {:<22} {:<9} {}{caught}  event {}",
-            l["id"],
+            l["id"].as_i64().unwrap_or_default(),
             time(&l["created_at"]),
             s(&l["flow"]),
             s(&l["connection"]),

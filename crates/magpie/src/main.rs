@@ -249,8 +249,22 @@ pub fn invalid(e: impl Into<anyhow::Error>) -> Exit {
     Exit(2, e.into())
 }
 
+/// Output piped into a program that stops reading (`magpie events list | head`) ends the process
+/// quietly, as for any Unix tool, instead of a panic in `println!`.
+fn die_quietly_on_closed_pipes() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Servers keep the default (a closed pipe is an error to handle, not a reason to stop).
+    if !matches!(cli.command, Command::Serve(_) | Command::Robots(_)) {
+        die_quietly_on_closed_pipes();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

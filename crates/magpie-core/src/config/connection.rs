@@ -138,6 +138,11 @@ impl ConnectionSpec {
         if self.keywords.len() > 10 {
             return Err(ConfigError::new(format!("{at}.keywords"), "a robot takes at most 10 keywords"));
         }
+        if let Some(t) = self.timeout
+            && (t < Duration::from_millis(100) || t > Duration::from_secs(600))
+        {
+            return Err(ConfigError::new(format!("{at}.timeout"), "between 100ms and 10m"));
+        }
         if let Some(p) = self.penalty
             && (p.is_zero() || p > Duration::from_secs(24 * 3600))
         {

@@ -108,6 +108,9 @@ pub(super) async fn get_dead_letter(State(state): S, Path(id): Path<String>) -> 
     Ok(Json(d).into_response())
 }
 
+/// Letters redriven per store transaction.
+const REDRIVE_BATCH: usize = 200;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RedriveBody {
@@ -130,7 +133,20 @@ pub(super) async fn redrive(State(state): S, bytes: Bytes) -> Result<Response, A
             return Err(ApiError::config(ConfigError::new("ids", "give ids, or a filter, or all: not both")));
         }
         Some(ids) if ids.is_empty() => return Err(ApiError::config(ConfigError::new("ids", "at least one id"))),
-        Some(ids) => ids,
+        Some(ids) if ids.len() > params::MAX_LIMIT => {
+            return Err(ApiError::config(ConfigError::new(
+                "ids",
+                format!(
+                    "at most {} ids per request; redrive more with a filter or {{\"all\": true}}",
+                    params::MAX_LIMIT
+                ),
+            )));
+        }
+        Some(mut ids) => {
+            let mut seen = std::collections::HashSet::new();
+            ids.retain(|i| seen.insert(*i));
+            ids
+        }
         None if !has_filter && !b.all => {
             return Err(ApiError::config(ConfigError::new(
                 "ids",
@@ -162,7 +178,12 @@ pub(super) async fn redrive(State(state): S, bytes: Bytes) -> Result<Response, A
             ids
         }
     };
-    let done = state.store.redrive(ids.clone(), magpie_core::now_ms()).await?;
+    // In small transactions: ingest shares the store's single writer.
+    let mut done = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(REDRIVE_BATCH) {
+        done.extend(state.store.redrive(chunk.to_vec(), magpie_core::now_ms()).await?);
+        tokio::task::yield_now().await;
+    }
     LettersRedriven { count: done.len() }.emit();
     for r in &done {
         if let Some(c) = &r.connection {
@@ -171,6 +192,7 @@ pub(super) async fn redrive(State(state): S, bytes: Bytes) -> Result<Response, A
     }
     state.wake_workers.notify_one();
     let redriven: Vec<i64> = done.iter().map(|r| r.id).collect();
-    let skipped: Vec<i64> = ids.into_iter().filter(|i| !redriven.contains(i)).collect();
+    let done_ids: std::collections::HashSet<i64> = redriven.iter().copied().collect();
+    let skipped: Vec<i64> = ids.into_iter().filter(|i| !done_ids.contains(i)).collect();
     Ok(Json(json!({"redriven": redriven, "skipped": skipped, "details": done})).into_response())
 }

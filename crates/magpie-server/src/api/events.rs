@@ -199,7 +199,7 @@ fn time_value(v: &Value, field: &str, now: i64) -> Result<i64, ApiError> {
     }
 }
 
-/// `POST /v1/events/replay` `{"bus", "since" | "from"+"to", "rule"?, "dry_run"?, "cursor"?,
+/// `POST /v1/events/replay` `{"bus", "since" | "from" (+ "to", default now), "rule"?, "dry_run"?, "cursor"?,
 /// "replay_id"?}`: one page of a replay; call again with `next_cursor` and `replay_id` until
 /// `next_cursor` is null.
 pub(super) async fn replay(State(state): S, bytes: Bytes) -> ApiResult {
@@ -211,13 +211,31 @@ pub(super) async fn replay(State(state): S, bytes: Bytes) -> ApiResult {
             let to = t.as_ref().map(|t| time_value(t, "to", now)).transpose()?.unwrap_or(now + 1);
             (time_value(f, "from", now)?, to)
         }
-        (None, None, _) => {
-            return Err(ApiError::config(ConfigError::new("since", "give since (e.g. 1h) or from and to")));
+        (None, None, Some(_)) => {
+            return Err(ApiError::config(ConfigError::new("from", "to needs a from (or give since)")));
+        }
+        (None, None, None) => {
+            return Err(ApiError::config(ConfigError::new(
+                "since",
+                "give since (e.g. 1h), or from (and to, default now)",
+            )));
         }
         _ => return Err(ApiError::config(ConfigError::new("since", "give since, or from and to: not both"))),
     };
     if to_ms <= from_ms {
-        return Err(ApiError::config(ConfigError::new("to", "must be after from")));
+        let field = if b.since.is_some() { "since" } else { "to" };
+        return Err(ApiError::config(ConfigError::new(field, "the range is empty: its end must be after its start")));
+    }
+    if b.cursor < 0 {
+        return Err(ApiError::config(ConfigError::new("cursor", "a next_cursor from the previous page")));
+    }
+    if let Some(r) = &b.replay_id
+        && (r.is_empty() || r.len() > 100 || !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
+        return Err(ApiError::config(ConfigError::new(
+            "replay_id",
+            "the replay_id of the first page: up to 100 letters, digits, '-' or '_'",
+        )));
     }
     let req = ReplayRequest {
         range: ReplayRange { bus: b.bus, from_ms, to_ms },

@@ -10,14 +10,15 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1_000;
 
 /// A point in time: a duration back from now (`1h`, `30m`), an RFC 3339 time
-/// (`2026-12-01T08:00:00Z`), or milliseconds since the epoch.
+/// (`2026-12-01T08:00:00Z`; UTC when it has no offset), or milliseconds since the epoch.
 pub fn time(value: &str, field: &str, now_ms: i64) -> Result<i64, ApiError> {
     let v = value.trim();
     if let Ok(ms) = v.parse::<i64>() {
         return Ok(ms);
     }
     if let Ok(d) = humantime::parse_duration(v) {
-        return Ok(now_ms - d.as_millis() as i64);
+        // Further back than the epoch is the epoch: everything.
+        return Ok(now_ms.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).max(0));
     }
     if let Ok(t) = humantime::parse_rfc3339_weak(v) {
         let ms = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
@@ -47,6 +48,7 @@ mod tests {
     fn times() {
         assert_eq!(time("1h", "since", 10_000_000).unwrap(), 10_000_000 - 3_600_000);
         assert_eq!(time("1700000000000", "since", 0).unwrap(), 1_700_000_000_000);
+        assert_eq!(time("300000000y", "since", 10_000).unwrap(), 0, "further back than the epoch: everything");
         assert_eq!(time("2023-11-14T22:13:20Z", "since", 0).unwrap(), 1_700_000_000_000);
         let e = time("yesterday", "since", 0).unwrap_err();
         assert_eq!(e.path.as_deref(), Some("since"));

@@ -413,17 +413,27 @@ impl Drainer {
             let refs: Vec<&QueuedMessage> = o.messages.iter().collect();
             let decision = decide(platform, spec.penalty, a.failure.as_ref(), &refs, o.digest, done_at);
             let mut limiter_after = None;
-            // A request that never reached the platform does not count against its rate.
-            if out.len() == 1 && a.failure.as_ref().is_some_and(|f| f.kind == FailureKind::Connectivity) {
-                st.limiter = before.clone();
-                limiter_after = Some(before.clone());
+            let mut tat = tat.to_vec();
+            if out.len() == 1 && !limiter.unlimited() {
+                if a.failure.as_ref().is_some_and(|f| f.kind == FailureKind::Connectivity) {
+                    // A request that never reached the platform does not count against its rate.
+                    st.limiter = before.clone();
+                } else {
+                    // The platform counted the request when it arrived, somewhere between the
+                    // claim and the answer — later than planned if the connection had to be
+                    // set up, or the store was slow. Charge it at the answer: the next send is
+                    // spaced from the latest moment it can have arrived.
+                    tat = limiter.take(&before.tat, done_at);
+                    st.limiter = LimiterState { tat: tat.clone(), last_send_at: Some(done_at) };
+                }
+                limiter_after = Some(st.limiter.clone());
             }
             if let Some((until, reason)) = &decision.pause {
-                let t = limiter.after_pause(tat, *until);
+                let t = limiter.after_pause(&tat, *until);
                 st.paused_until = Some(*until);
                 st.pause_reason = Some(reason.clone());
                 st.limiter.tat = t.clone();
-                limiter_after = Some(LimiterState { tat: t, last_send_at: Some(now) });
+                limiter_after = Some(LimiterState { tat: t, last_send_at: st.limiter.last_send_at.or(Some(now)) });
                 ConnectionPaused {
                     connection: &self.connection,
                     pause: Duration::from_millis((*until - done_at).max(0) as u64),

@@ -84,6 +84,8 @@ fn events_are_listed_replayed_and_swept_after_their_retention() {
     assert_eq!(rest["events"][0]["id"], "a-2");
     let (status, body) = http_get(&format!("{url}/v1/events?bus=nope")).unwrap();
     assert_eq!(status, 404, "{body}");
+    let all = get(&format!("{url}/v1/events?bus=ops&since=300000000y"));
+    assert_eq!(all["events"].as_array().unwrap().len(), 4, "further back than the epoch is everything");
     let (status, body) = http_get(&format!("{url}/v1/events?limit=0")).unwrap();
     assert_eq!((status, body["error"]["path"].as_str()), (400, Some("limit")));
 

@@ -145,4 +145,12 @@ fn uncaught_and_caught_failures_are_dead_letters_that_redrive_once_delivered() {
     assert_eq!(status, 400);
     let (status, _) = http_get(&format!("{url}/v1/dead-letters/999999")).unwrap();
     assert_eq!(status, 404);
+    let many: Vec<i64> = (1..=1_001).collect();
+    let (status, body) = http_send(
+        "POST",
+        &format!("{url}/v1/dead-letters/redrive"),
+        "application/json",
+        json!({"ids": many}).to_string(),
+    );
+    assert_eq!((status, body["error"]["path"].as_str()), (400, Some("ids")), "a huge redrive is refused: {body}");
 }

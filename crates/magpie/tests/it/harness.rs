@@ -305,3 +305,27 @@ pub fn metric_sum(
         .map(|(_, _, v)| v)
         .sum()
 }
+
+/// A TCP proxy on a free port to `upstream_port` that delays each new connection by `delay` (a
+/// distant platform's connection and TLS set-up); kept-alive connections pass at once.
+pub fn slow_proxy(upstream_port: u16, delay: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let Ok(upstream) = std::net::TcpStream::connect(("127.0.0.1", upstream_port)) else { return };
+                let (Ok(mut c2), Ok(mut u2)) = (client.try_clone(), upstream.try_clone()) else { return };
+                let (mut c, mut u) = (client, upstream);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut u2);
+                    let _ = u2.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut u, &mut c);
+                let _ = c.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}

@@ -214,3 +214,60 @@ fn a_storm_is_told_within_the_limit_in_digests_and_survives_a_sigkill() {
         killed_at.elapsed()
     );
 }
+
+/// The platform counts a request when it arrives. When the first one is slow to arrive (a new
+/// connection to a distant platform), the next must still be spaced from its arrival, not from
+/// when Magpie planned it: Feishu's 5 per second leaves no room for that mistake.
+#[test]
+fn a_slow_connection_set_up_does_not_make_magpie_exceed_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_port = free_port();
+    let proxy = slow_proxy(sim_port, std::time::Duration::from_millis(300));
+    let cfg = dir.path().join("magpie.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+connections:
+  - name: fs-far
+    platform: feishu
+    webhook: http://127.0.0.1:{proxy}/open-apis/bot/v2/hook/far-token
+flows:
+  - name: to-feishu
+    steps:
+      - robot: {{connection: fs-far, message: text, content: "{{{{ payload.subject }}}}"}}
+rules:
+  - name: all-cvm
+    pattern: {{"source": ["cvm.cloud.tencent"]}}
+    targets: [{{flow: to-feishu}}]
+"#
+        ),
+    )
+    .unwrap();
+    let sim = robots(dir.path(), &cfg, sim_port);
+    let server = serve(dir.path(), Some(&cfg), "server");
+    let url = server.url();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let id = format!("far-{i}");
+        let (status, body) = http_send(
+            "POST",
+            &format!("{url}/v1/buses/default/events"),
+            "application/json",
+            json!({"id": id, "source": "cvm.cloud.tencent", "type": "cvm:ErrorEvent:PingUnreachable", "subject": format!("ins-far{i}")}).to_string(),
+        );
+        assert_eq!(status, 200, "{body}");
+        ids.push(id);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    for id in &ids {
+        let t = settled_trace(&url, id, 1);
+        assert_eq!(t["runs"][0]["status"], "done", "{t}");
+    }
+    let refused: Vec<_> = sim_answers(&sim).into_iter().filter(|a| a["answer"]["code"] != 0).collect();
+    assert!(refused.is_empty(), "Magpie caused rate-limit answers: {refused:?}");
+    let times: Vec<i64> = sim_messages(&sim).iter().map(|m| m["received_at"].as_i64().unwrap()).collect();
+    for (i, t) in times.iter().enumerate() {
+        assert!(times[i..].iter().take_while(|u| **u < t + 1_000).count() <= 5, "{times:?}");
+    }
+}
