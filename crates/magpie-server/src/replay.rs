@@ -5,15 +5,16 @@
 use std::sync::Mutex;
 
 use magpie_core::config::LogLevel;
-use magpie_flow::{Effects, Message, RunOutcome, Runner, SendRequest, SendResult, StepRecord};
+use magpie_flow::{Effects, RunOutcome, Runner, SendRequest, SendResult, StepRecord};
 use magpie_pattern::{Matcher, Pattern};
-use magpie_store::{ReplayJob, ReplayRange, StoredEvent};
+use magpie_store::{ReplayJob, ReplayRange};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::telemetry::{EventsReplayed, InternalEvent};
+use crate::worker::flow_message;
 
 /// Most events read per page.
 pub const MAX_PAGE: usize = 1_000;
@@ -98,24 +99,6 @@ impl Effects for DryRun {
     }
 }
 
-/// The message a flow starts from for an archived event (as the workers build it).
-fn message_of(e: &StoredEvent, rule: &str, flow: &str, replay: &str) -> Message {
-    let mut m = Message::new(e.id.clone(), e.body.clone());
-    let field = |k: &str| e.body.get(k).cloned().unwrap_or(Value::Null);
-    for (k, v) in [
-        ("bus", json!(e.bus)),
-        ("rule", json!(rule)),
-        ("source", field("source")),
-        ("type", field("type")),
-        ("flow", json!(flow)),
-        ("event_id", json!(e.id)),
-        ("replay", json!(replay)),
-    ] {
-        m.attrs.insert(k.into(), v);
-    }
-    m
-}
-
 /// Replays one page.
 pub async fn replay_page(state: &AppState, req: ReplayRequest) -> Result<ReplayPage, ApiError> {
     let rt = state.runtime.get();
@@ -123,7 +106,8 @@ pub async fn replay_page(state: &AppState, req: ReplayRequest) -> Result<ReplayP
     if !rt.buses.contains_key(bus) {
         return Err(ApiError::not_found(format!("no bus {bus:?}")));
     }
-    let rules = rt.rules.get(bus).cloned().unwrap_or_default();
+    let no_rules = Default::default();
+    let rules = rt.rules.get(bus).unwrap_or(&no_rules);
     // Today's rules: the bus's matcher, or one rule alone.
     let single;
     let matcher: Option<&Matcher<String>> = match &req.rule {
@@ -178,7 +162,9 @@ pub async fn replay_page(state: &AppState, req: ReplayRequest) -> Result<ReplayP
             let Some((_, flow)) = rt.flows.get(&flow_name) else { continue };
             page.runs += 1;
             let fx = DryRun { sent: Mutex::new(Vec::new()) };
-            let out = Runner::run(flow, message_of(e, &rule, &flow_name, &replay_id), &fx, None).await;
+            let out =
+                Runner::run(flow, flow_message(&e.bus, &rule, &flow_name, &e.id, &e.body, Some(&replay_id)), &fx, None)
+                    .await;
             if let RunOutcome::Failed { error, .. } = out {
                 page.would_fail
                     .push(json!({"event_id": e.id, "rule": rule, "flow": flow_name, "error": error.to_json()}));

@@ -102,9 +102,15 @@ async fn run_job(state: &Arc<AppState>, job: Job) {
     let now = magpie_core::now_ms();
     let (rt, msg, cp) = match prepare(state, &job).await {
         Ok(p) => p,
-        Err(reason) => {
-            tracing::error!(job = job.id, event_id = %job.event_id, flow = %job.flow, reason = %reason, "flow run cannot start");
+        Err(Unprepared::Store(reason)) => {
+            tracing::error!(job = job.id, event_id = %job.event_id, flow = %job.flow, reason = %reason, "flow run cannot start; will retry");
             let end = JobEnd::Retry { at: now + 1_000, error: reason };
+            return finish(state, &job, end, Vec::new()).await;
+        }
+        Err(Unprepared::NoEvent(error)) => {
+            tracing::error!(job = job.id, event_id = %job.event_id, flow = %job.flow, %error, "flow run cannot start: dead-lettered");
+            RunDeadLettered { flow: &job.flow, error_type: "FLOW:CONFIG" }.emit();
+            let end = JobEnd::Failed { error_type: "FLOW:CONFIG".into(), error, step: None };
             return finish(state, &job, end, Vec::new()).await;
         }
     };
@@ -171,40 +177,60 @@ async fn finish(state: &AppState, job: &Job, end: JobEnd, steps: Vec<StepRow>) {
     }
 }
 
-async fn prepare(state: &AppState, job: &Job) -> Result<(Arc<Runtime>, Message, Checkpoint), String> {
+/// Why a run cannot start.
+enum Unprepared {
+    /// The store failed: try again.
+    Store(String),
+    /// The event is gone: it never will.
+    NoEvent(String),
+}
+
+async fn prepare(state: &AppState, job: &Job) -> Result<(Arc<Runtime>, Message, Checkpoint), Unprepared> {
     let body = &job.event;
     if !body.is_object() {
-        return Err(format!("event #{} is missing from the log", job.event_seq));
+        return Err(Unprepared::NoEvent(format!("event #{} is missing from the log", job.event_seq)));
     }
     // A first run has recorded nothing yet; a re-run resumes from what earlier runs recorded
     // (read with the claim).
     let journal = match &job.journal {
         Some(j) => j.clone(),
-        None if job.runs > 1 => state.store.journal(job.id).await.map_err(|e| e.to_string())?,
+        None if job.runs > 1 => state.store.journal(job.id).await.map_err(|e| Unprepared::Store(e.to_string()))?,
         None => Journal::default(),
     };
+    let msg = flow_message(&job.bus, &job.rule, &job.flow, &job.event_id, body, job.replay.as_deref());
+    Ok((state.runtime.get(), msg, checkpoint(&journal)))
+}
+
+/// The message a flow run starts from: the event as payload (for a listen path, the request's
+/// body, with its path and headers as attributes), and where it came from as attributes.
+pub(crate) fn flow_message(
+    bus: &str,
+    rule: &str,
+    flow: &str,
+    event_id: &str,
+    body: &Value,
+    replay: Option<&str>,
+) -> Message {
     let field = |k: &str| body.get(k).cloned().unwrap_or(Value::Null);
     let mut msg;
-    if job.bus == magpie_core::HOOKS_BUS {
-        // A request to the flow's listen path: its body is the payload, its path and headers the attributes.
-        msg = Message::new(job.event_id.clone(), field("data"));
+    if bus == magpie_core::HOOKS_BUS {
+        msg = Message::new(event_id, field("data"));
         if let Some(Value::Object(hook)) = body.get("hook") {
             msg.attrs.extend(hook.clone());
         }
     } else {
-        msg = Message::new(job.event_id.clone(), body.clone());
-        for (k, v) in
-            [("bus", json!(job.bus)), ("rule", json!(job.rule)), ("source", field("source")), ("type", field("type"))]
+        msg = Message::new(event_id, body.clone());
+        for (k, v) in [("bus", json!(bus)), ("rule", json!(rule)), ("source", field("source")), ("type", field("type"))]
         {
             msg.attrs.insert(k.into(), v);
         }
     }
-    msg.attrs.insert("flow".into(), json!(job.flow));
-    msg.attrs.insert("event_id".into(), json!(job.event_id));
-    if let Some(r) = &job.replay {
+    msg.attrs.insert("flow".into(), json!(flow));
+    msg.attrs.insert("event_id".into(), json!(event_id));
+    if let Some(r) = replay {
         msg.attrs.insert("replay".into(), json!(r));
     }
-    Ok((state.runtime.get(), msg, checkpoint(&journal)))
+    msg
 }
 
 struct JobEffects<'a> {

@@ -50,11 +50,7 @@ pub(super) async fn outbox(State(state): S, Path(name): Path<String>) -> ApiResu
 /// `GET /v1/digests/{id}`.
 pub(super) async fn digest(State(state): S, Path(id): Path<String>) -> ApiResult {
     let d = state.store.digest(&id).await?.ok_or_else(|| ApiError::not_found(format!("no digest {id:?}")))?;
-    Ok(Json(json!({
-        "id": d.id, "connection": d.connection, "sent_at": d.sent_at, "events": d.events,
-        "message": d.message, "request": d.request,
-    }))
-    .into_response())
+    Ok(Json(d).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -298,7 +298,7 @@ impl Drainer {
         let mut unbuildable = Vec::new();
         for batch in batches {
             let id = uuid::Uuid::now_v7().to_string();
-            let (messages, msg) = match &batch {
+            let (mut messages, msg) = match &batch {
                 Batch::Alone(i) => (vec![queue[*i].clone()], parse(&queue[*i])),
                 Batch::Digest(ix) => {
                     let messages: Vec<QueuedMessage> = ix.iter().map(|&i| queue[i].clone()).collect();
@@ -321,7 +321,7 @@ impl Drainer {
                     }
                 }
             };
-            let Some(msg) = msg else {
+            let Some(mut msg) = msg else {
                 unbuildable.push((
                     messages[0].id,
                     "FLOW:CONFIG".to_string(),
@@ -329,7 +329,18 @@ impl Drainer {
                 ));
                 continue;
             };
-            let prepared = match delivery::prepare(dest, &msg, now) {
+            let mut prepared = delivery::prepare(dest, &msg, now);
+            if prepared.is_err()
+                && messages.len() > 1
+                && let Some(head) = parse(&messages[0])
+            {
+                // A digest the platform's builder refuses is not its messages' fault: the head
+                // goes alone now, the others at the next slots.
+                messages.truncate(1);
+                prepared = delivery::prepare(dest, &head, now);
+                msg = head;
+            }
+            let prepared = match prepared {
                 Ok(p) => p,
                 Err(f) => {
                     let ns = platform.error_namespace();

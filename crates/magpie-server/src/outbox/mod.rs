@@ -39,13 +39,6 @@ impl Outbox {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
         self.drainers.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    /// Connections with a drainer on this node.
-    pub fn draining(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.lock().keys().cloned().collect();
-        v.sort();
-        v
-    }
 }
 
 /// Tells the connection's drainer that its queue changed, starting one if none runs here.
