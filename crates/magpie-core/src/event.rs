@@ -78,6 +78,9 @@ pub struct Event {
     pub time_ms: i64,
     /// The whole event as JSON, with `id`, `specversion` and `time` filled in when absent.
     pub body: Value,
+    /// `body` as JSON text: serialised once, here, and kept as it is from the store to the
+    /// router's scanner.
+    pub json: String,
 }
 
 impl Event {
@@ -90,10 +93,6 @@ impl Event {
         now_ms: i64,
         new_id: impl FnOnce() -> String,
     ) -> Result<Event, EventError> {
-        let size = serde_json::to_vec(&value).map(|v| v.len()).unwrap_or(usize::MAX);
-        if size > limits.max_bytes {
-            return Err(EventError::TooLarge { size, limit: limits.max_bytes });
-        }
         if depth(&value) > limits.max_depth {
             return Err(EventError::TooDeep(limits.max_depth));
         }
@@ -150,7 +149,13 @@ impl Event {
         if !obj.contains_key("specversion") {
             obj.insert("specversion".into(), Value::String("1.0".into()));
         }
-        Ok(Event { id, time_ms, body: Value::Object(obj) })
+        let body = Value::Object(obj);
+        // The size is that of the event as stored (with the fields filled in above).
+        let json = serde_json::to_string(&body).unwrap_or_default();
+        if json.len() > limits.max_bytes {
+            return Err(EventError::TooLarge { size: json.len(), limit: limits.max_bytes });
+        }
+        Ok(Event { id, time_ms, body, json })
     }
 
     /// The `source` field.

@@ -8,6 +8,7 @@ pub mod event;
 pub mod names;
 pub mod outbound;
 pub mod rate;
+pub mod status;
 pub mod templates;
 
 pub use config::{ConfigDocument, ConfigError};
@@ -15,6 +16,7 @@ pub use error_type::{ErrorMatcher, ErrorType, FailureKind};
 pub use event::{Event, EventError, EventLimits};
 pub use outbound::{OutboundMessage, Retry};
 pub use rate::{RateLimit, RateSpec};
+pub use status::StepStatus;
 
 /// The bus that exists from the start: the cloud-service event set (云服务事件集).
 pub const DEFAULT_BUS: &str = "default";

@@ -27,13 +27,32 @@ impl Message {
 
     /// The message as JSON, as expressions see it.
     pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "payload": self.payload,
-            "attrs": self.attrs,
-            "vars": self.vars,
-            "error": self.error.as_ref().map(FlowError::to_json),
-        })
+        serde_json::to_value(self.view()).unwrap_or(Value::Null)
+    }
+
+    /// The message as expressions see it, borrowed: serialises to what [`Message::to_json`]
+    /// returns without copying the message first.
+    pub fn view(&self) -> MessageView<'_> {
+        MessageView(self)
+    }
+}
+
+/// A borrowed view of a [`Message`] that serialises as expressions see it: `id`, `payload`,
+/// `attrs`, `vars` and `error` (with `code`/`desc`, `Code`/`Description`, `type`, `namespace`).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageView<'a>(&'a Message);
+
+impl Serialize for MessageView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let m = self.0;
+        let mut map = s.serialize_map(Some(5))?;
+        map.serialize_entry("id", &m.id)?;
+        map.serialize_entry("payload", &m.payload)?;
+        map.serialize_entry("attrs", &m.attrs)?;
+        map.serialize_entry("vars", &m.vars)?;
+        map.serialize_entry("error", &m.error.as_ref().map(FlowError::to_json))?;
+        map.end()
     }
 }
 

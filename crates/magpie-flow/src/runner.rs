@@ -11,139 +11,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 
-use magpie_core::config::{FlowSpec, LogLevel, MessageKind, RetryPolicy, StepSpec};
-use magpie_core::{ErrorMatcher, ErrorType, OutboundMessage};
+use magpie_core::config::{LogLevel, MessageKind, RetryPolicy};
+use magpie_core::{OutboundMessage, StepStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::expr::{Expr, ExprError, truthy};
+pub use crate::compile::Flow;
+use crate::compile::{Op, Step};
+use crate::expr::{Expr, truthy};
 use crate::message::{FlowError, Message};
-
-/// A flow compiled for running: expressions parsed, error matchers built.
-#[derive(Debug, Clone)]
-pub struct Flow {
-    /// The flow's name.
-    pub name: String,
-    steps: Vec<Step>,
-}
-
-#[derive(Debug, Clone)]
-struct Step {
-    path: String,
-    kind: &'static str,
-    op: Op,
-}
-
-#[derive(Debug, Clone)]
-enum Op {
-    SetVariable { name: String, value: Expr },
-    SetPayload { value: Expr },
-    RemoveVariable { name: String },
-    Logger { level: LogLevel, category: Option<String>, message: Expr },
-    Try { steps: Vec<Step>, catches: Vec<(Vec<ErrorMatcher>, Vec<Step>)> },
-    Choice { branches: Vec<(Expr, Vec<Step>)>, otherwise: Vec<Step> },
-    RaiseError { error_type: ErrorType, description: Expr },
-    Robot { connection: String, kind: MessageKind, title: Option<Expr>, content: Expr, retry: RetryPolicy },
-}
-
-impl Flow {
-    /// Compiles a flow spec, checking every expression. Errors name the step path.
-    pub fn compile(spec: &FlowSpec) -> Result<Flow, ExprError> {
-        Ok(Flow { name: spec.name.clone(), steps: compile_steps(&spec.steps, "steps")? })
-    }
-
-    /// Names of the connections the flow sends through.
-    pub fn connections(&self) -> Vec<String> {
-        fn walk(steps: &[Step], out: &mut Vec<String>) {
-            for s in steps {
-                match &s.op {
-                    Op::Robot { connection, .. } => out.push(connection.clone()),
-                    Op::Try { steps, catches } => {
-                        walk(steps, out);
-                        catches.iter().for_each(|(_, s)| walk(s, out));
-                    }
-                    Op::Choice { branches, otherwise } => {
-                        branches.iter().for_each(|(_, s)| walk(s, out));
-                        walk(otherwise, out);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.steps, &mut out);
-        out.sort();
-        out.dedup();
-        out
-    }
-}
-
-fn compile_steps(specs: &[StepSpec], at: &str) -> Result<Vec<Step>, ExprError> {
-    specs
-        .iter()
-        .enumerate()
-        .map(|(i, spec)| {
-            let path = format!("{at}[{i}].{}", spec.kind());
-            let expr = |v: &Value, field: &str| Expr::compile(v, &format!("{path}.{field}"));
-            let op = match spec {
-                StepSpec::SetVariable(s) => Op::SetVariable { name: s.name.clone(), value: expr(&s.value, "value")? },
-                StepSpec::SetPayload(s) => Op::SetPayload { value: expr(&s.value, "value")? },
-                StepSpec::RemoveVariable(s) => Op::RemoveVariable { name: s.name.clone() },
-                StepSpec::Logger(s) => {
-                    Op::Logger { level: s.level, category: s.category.clone(), message: expr(&s.message, "message")? }
-                }
-                StepSpec::Try(t) => Op::Try {
-                    steps: compile_steps(&t.steps, &format!("{path}.steps"))?,
-                    catches: t
-                        .catch
-                        .iter()
-                        .enumerate()
-                        .map(|(j, c)| {
-                            let matchers = c
-                                .errors
-                                .iter()
-                                .map(|e| {
-                                    ErrorMatcher::parse(e).map_err(|reason| ExprError {
-                                        path: format!("{path}.catch[{j}].errors"),
-                                        reason,
-                                    })
-                                })
-                                .collect::<Result<Vec<_>, _>>()?;
-                            Ok((matchers, compile_steps(&c.steps, &format!("{path}.catch[{j}].steps"))?))
-                        })
-                        .collect::<Result<_, ExprError>>()?,
-                },
-                StepSpec::Choice(c) => Op::Choice {
-                    branches: c
-                        .when
-                        .iter()
-                        .enumerate()
-                        .map(|(j, w)| {
-                            Ok((
-                                Expr::compile(&w.condition, &format!("{path}.when[{j}].condition"))?,
-                                compile_steps(&w.steps, &format!("{path}.when[{j}].steps"))?,
-                            ))
-                        })
-                        .collect::<Result<_, ExprError>>()?,
-                    otherwise: compile_steps(&c.otherwise, &format!("{path}.otherwise"))?,
-                },
-                StepSpec::RaiseError(r) => Op::RaiseError {
-                    error_type: ErrorType::parse(&r.error_type)
-                        .map_err(|reason| ExprError { path: format!("{path}.type"), reason })?,
-                    description: expr(&r.description, "description")?,
-                },
-                StepSpec::Robot(r) => Op::Robot {
-                    connection: r.connection.clone(),
-                    kind: r.message,
-                    title: r.title.as_ref().map(|t| expr(t, "title")).transpose()?,
-                    content: expr(&r.content, "content")?,
-                    retry: r.retry.clone(),
-                },
-            };
-            Ok(Step { path, kind: spec.kind(), op })
-        })
-        .collect()
-}
 
 /// How a send ended, as the sender (the server's outbox, or `magpie flow run`) reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,8 +59,8 @@ pub struct StepRecord {
     pub path: String,
     /// Step kind.
     pub kind: String,
-    /// `ok`, `caught`, `error` or `skipped`.
-    pub status: String,
+    /// How it ended.
+    pub status: StepStatus,
     /// What the step did (the variable set, the log line, the error…).
     pub detail: Value,
 }
@@ -199,6 +75,11 @@ pub trait Effects: Sync {
     fn log(&self, level: LogLevel, category: &str, message: &str);
     /// The time now, in milliseconds since the epoch.
     fn now_ms(&self) -> i64;
+    /// Evaluates an expression's code over the message. The default evaluates here, on the
+    /// caller's thread; the server evaluates in sandbox processes, within budgets.
+    fn eval(&self, expr: &Expr, msg: &Message) -> impl Future<Output = Result<Value, String>> + Send {
+        std::future::ready(expr.eval_here(msg))
+    }
 }
 
 /// Where a send of an earlier run stands.
@@ -294,34 +175,37 @@ impl<'e, E: Effects> Runner<'e, E> {
         })
     }
 
-    async fn emit(&self, ordinal: u32, step: &Step, status: &str, detail: Value) {
+    async fn emit(&self, ordinal: u32, step: &Step, status: StepStatus, detail: Value) {
         if !self.resume.recorded.contains(&ordinal) {
-            let rec = StepRecord {
-                ordinal,
-                path: step.path.clone(),
-                kind: step.kind.to_string(),
-                status: status.into(),
-                detail,
-            };
+            let rec = StepRecord { ordinal, path: step.path.clone(), kind: step.kind.to_string(), status, detail };
             self.effects.record(rec).await;
+        }
+    }
+
+    /// Evaluates an expression: a literal here, code through the effects.
+    async fn eval(&self, e: &Expr, msg: &Message, path: &str, field: &str) -> Result<Value, FlowError> {
+        match e {
+            Expr::Literal(v) => Ok(v.clone()),
+            Expr::Code(_) => self
+                .effects
+                .eval(e, msg)
+                .await
+                .map_err(|reason| FlowError::expression(format!("{path}.{field}: {reason}"))),
         }
     }
 
     async fn step(&mut self, step: &Step, msg: &mut Message) -> Result<(), Interrupt> {
         let ordinal = self.next_ordinal;
         self.next_ordinal += 1;
-        let eval = |e: &Expr, m: &Message, field: &str| {
-            e.eval(m).map_err(|reason| FlowError::expression(format!("{}.{field}: {reason}", step.path)))
-        };
         let result: Result<Value, Interrupt> = match &step.op {
-            Op::SetVariable { name, value } => match eval(value, msg, "value") {
+            Op::SetVariable { name, value } => match self.eval(value, msg, &step.path, "value").await {
                 Ok(v) => {
                     msg.vars.insert(name.clone(), v.clone());
                     Ok(json!({"name": name, "value": v}))
                 }
                 Err(e) => Err(Interrupt::Error(e)),
             },
-            Op::SetPayload { value } => match eval(value, msg, "value") {
+            Op::SetPayload { value } => match self.eval(value, msg, &step.path, "value").await {
                 Ok(v) => {
                     msg.payload = v.clone();
                     Ok(json!({"payload": v}))
@@ -329,7 +213,7 @@ impl<'e, E: Effects> Runner<'e, E> {
                 Err(e) => Err(Interrupt::Error(e)),
             },
             Op::RemoveVariable { name } => Ok(json!({"name": name, "removed": msg.vars.remove(name).is_some()})),
-            Op::Logger { level, category, message } => match eval(message, msg, "message") {
+            Op::Logger { level, category, message } => match self.eval(message, msg, &step.path, "message").await {
                 Ok(v) => {
                     let text = match v {
                         Value::String(s) => s,
@@ -344,7 +228,7 @@ impl<'e, E: Effects> Runner<'e, E> {
                 Err(e) => Err(Interrupt::Error(e)),
             },
             Op::RaiseError { error_type, description } => {
-                let d = eval(description, msg, "description").map(|v| match v {
+                let d = self.eval(description, msg, &step.path, "description").await.map(|v| match v {
                     Value::String(s) => s,
                     Value::Null => String::new(),
                     other => other.to_string(),
@@ -357,7 +241,7 @@ impl<'e, E: Effects> Runner<'e, E> {
             Op::Choice { branches, otherwise } => {
                 let mut chosen = None;
                 for (i, (cond, _)) in branches.iter().enumerate() {
-                    match eval(cond, msg, &format!("when[{i}].condition")) {
+                    match self.eval(cond, msg, &step.path, &format!("when[{i}].condition")).await {
                         Ok(v) if truthy(&v) => {
                             chosen = Some(i);
                             break;
@@ -365,7 +249,7 @@ impl<'e, E: Effects> Runner<'e, E> {
                         Ok(_) => {}
                         Err(e) => {
                             self.origin = Some(StepRef { ordinal, path: step.path.clone() });
-                            self.emit(ordinal, step, "error", json!({"error": e.to_json()})).await;
+                            self.emit(ordinal, step, StepStatus::Error, json!({"error": e.to_json()})).await;
                             return Err(Interrupt::Error(e));
                         }
                     }
@@ -391,8 +275,8 @@ impl<'e, E: Effects> Runner<'e, E> {
                             }
                             match r {
                                 Ok(()) => {
-                                    self.emit(ordinal, step, "caught", json!({"catch": i, "error": err.to_json()}))
-                                        .await;
+                                    let detail = json!({"catch": i, "error": err.to_json()});
+                                    self.emit(ordinal, step, StepStatus::Caught, detail).await;
                                     return Ok(());
                                 }
                                 Err(e) => Err(e),
@@ -409,14 +293,14 @@ impl<'e, E: Effects> Runner<'e, E> {
         };
         match result {
             Ok(detail) => {
-                self.emit(ordinal, step, "ok", detail).await;
+                self.emit(ordinal, step, StepStatus::Ok, detail).await;
                 Ok(())
             }
             Err(Interrupt::Error(e)) => {
                 if !matches!(step.op, Op::Try { .. } | Op::Choice { .. }) {
                     self.origin = Some(StepRef { ordinal, path: step.path.clone() });
                 }
-                self.emit(ordinal, step, "error", json!({"error": e.to_json()})).await;
+                self.emit(ordinal, step, StepStatus::Error, json!({"error": e.to_json()})).await;
                 Err(Interrupt::Error(e))
             }
             Err(Interrupt::Park) => Err(Interrupt::Park),
@@ -438,24 +322,24 @@ impl<'e, E: Effects> Runner<'e, E> {
         let state = match self.resume.sends.get(&ordinal) {
             Some(state) => state.clone(),
             None => {
-                let built = (|| {
+                let built = async {
                     let title = match title {
-                        Some(t) => match t.eval(msg).map_err(|r| format!("{}.title: {r}", step.path))? {
+                        Some(t) => match self.eval(t, msg, &step.path, "title").await? {
                             Value::Null => None,
                             Value::String(s) => Some(s),
                             other => Some(other.to_string()),
                         },
                         None => None,
                     };
-                    let content = content.eval(msg).map_err(|r| format!("{}.content: {r}", step.path))?;
-                    Ok::<_, String>(OutboundMessage { kind, title, content })
-                })();
+                    let content = self.eval(content, msg, &step.path, "content").await?;
+                    Ok::<_, FlowError>(OutboundMessage { kind, title, content })
+                }
+                .await;
                 let message = match built {
                     Ok(m) => m,
-                    Err(reason) => {
-                        let e = FlowError::expression(reason);
+                    Err(e) => {
                         self.origin = Some(StepRef { ordinal, path: step.path.clone() });
-                        self.emit(ordinal, step, "error", json!({"error": e.to_json()})).await;
+                        self.emit(ordinal, step, StepStatus::Error, json!({"error": e.to_json()})).await;
                         return Err(Interrupt::Error(e));
                     }
                 };
@@ -480,7 +364,7 @@ impl<'e, E: Effects> Runner<'e, E> {
                     Some(d) => json!({"connection": connection, "delivery": "folded", "digest_id": d}),
                     None => json!({"connection": connection, "delivery": "delivered"}),
                 };
-                self.emit(ordinal, step, "ok", detail).await;
+                self.emit(ordinal, step, StepStatus::Ok, detail).await;
                 Ok(())
             }
             SendState::Failed(error) => {
@@ -489,7 +373,7 @@ impl<'e, E: Effects> Runner<'e, E> {
                 self.emit(
                     ordinal,
                     step,
-                    "error",
+                    StepStatus::Error,
                     json!({"connection": connection, "delivery": "failed", "error": error.to_json()}),
                 )
                 .await;

@@ -95,10 +95,10 @@ async fn the_seed_flow_sends_the_seed_message() {
     let content = sent[0].message.content.as_str().unwrap();
     assert!(content.contains("> 实例 ID:<font color=\"comment\">ins-abcd1234</font>"), "{content}");
     assert!(fx.logs.lock().unwrap().is_empty());
-    let kinds: Vec<_> = fx.records.lock().unwrap().iter().map(|r| (r.kind.clone(), r.status.clone())).collect();
+    let kinds: Vec<_> = fx.records.lock().unwrap().iter().map(|r| (r.kind.clone(), r.status)).collect();
     assert_eq!(
         kinds,
-        [("set-variable".into(), "ok".into()), ("robot".into(), "ok".into()), ("try".into(), "ok".into())]
+        [("set-variable".into(), StepStatus::Ok), ("robot".into(), StepStatus::Ok), ("try".into(), StepStatus::Ok)]
     );
 }
 
@@ -137,7 +137,7 @@ async fn a_failed_send_reaches_the_catch_once_and_counts_as_undelivered() {
     assert_eq!((logs[0].0, logs[0].1.as_str()), (LogLevel::Error, "ebtest"));
     assert!(logs[0].2.contains("WECOM:RATE_LIMITED"), "{}", logs[0].2);
     let recs = fx.records.lock().unwrap().clone();
-    assert!(recs.iter().any(|r| r.kind == "try" && r.status == "caught"));
+    assert!(recs.iter().any(|r| r.kind == "try" && r.status == StepStatus::Caught));
     // A replay of the finished run (e.g. after a crash before it ended) neither sends nor logs again.
     let cp = Checkpoint {
         sends: [(2, SendState::Failed(FlowError::new(ErrorType::new("WECOM", "AUTH"), "x")))].into(),

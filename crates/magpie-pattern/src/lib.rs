@@ -19,6 +19,7 @@
 //! This crate does no I/O.
 
 mod ast;
+mod cost;
 mod error;
 mod eval;
 mod index;

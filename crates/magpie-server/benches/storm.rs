@@ -23,6 +23,8 @@ const BATCH: usize = 100;
 const STORM: Duration = Duration::from_secs(60);
 
 fn main() {
+    // Expressions run in sandbox processes started from this executable, as in `magpie serve`.
+    magpie_sandbox::enter_if_child();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let sim = Simulator::new();
@@ -46,7 +48,7 @@ rules:
         ))
         .expect("config");
         let dir = tempfile::tempdir().expect("temp dir");
-        let opts = ServerOptions { data_dir: dir.path().to_path_buf(), config: Some(config), ..ServerOptions::default() };
+        let opts = ServerOptions { data_dir: dir.path().to_path_buf(), config: Some(config), sandbox: Some(magpie_sandbox::SandboxOptions::current_exe().expect("exe")), ..ServerOptions::default() };
         let state = AppState::open(&opts, Arc::new(|_: &str| None)).await.expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));

@@ -46,6 +46,10 @@ pub struct ServerOptions {
     pub lease: Duration,
     /// The address users reach this server at, for links in digests (default: the listener's).
     pub public_url: Option<String>,
+    /// Where expressions' code runs: sandbox processes (what `magpie serve` uses), or, when
+    /// `None`, threads of this process — for tests and embedders that have no sandbox
+    /// executable; there every budget holds but memory.
+    pub sandbox: Option<magpie_sandbox::SandboxOptions>,
 }
 
 impl Default for ServerOptions {
@@ -58,6 +62,7 @@ impl Default for ServerOptions {
             concurrency: 32,
             lease: Duration::from_secs(120),
             public_url: None,
+            sandbox: None,
         }
     }
 }
@@ -75,7 +80,7 @@ pub struct AppState {
     pub limits: EventLimits,
     /// API bearer token.
     pub token: Option<String>,
-    /// Wakes the router when events arrive.
+    /// Wakes the router's lanes when events arrive (`notify_waiters`: every lane looks).
     pub wake_router: Notify,
     /// Wakes the workers when jobs arrive or wake.
     pub wake_workers: Notify,
@@ -95,6 +100,8 @@ pub struct AppState {
     pub lease: Duration,
     /// Turns true when the server stops.
     pub stop: watch::Sender<bool>,
+    /// Where expressions' code is evaluated.
+    pub sandbox: magpie_sandbox::Sandbox,
 }
 
 /// Why the server could not start.
@@ -144,7 +151,12 @@ impl AppState {
             concurrency: opts.concurrency.max(1),
             lease: opts.lease,
             stop: watch::channel(false).0,
+            sandbox: match &opts.sandbox {
+                Some(o) => magpie_sandbox::Sandbox::processes(o.clone()),
+                None => magpie_sandbox::Sandbox::in_process(2),
+            },
         });
+        tracing::info!(expressions = %state.sandbox.describe(), "expressions are evaluated in a sandbox");
         state.runtime.reload(state.store.as_ref()).await.map_err(ServerError::Config)?;
         if let Some(doc) = &opts.config {
             runtime::apply(&state.runtime, state.store.as_ref(), doc.clone(), Vec::new(), state.env.as_ref())
@@ -164,9 +176,18 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     // This node is the only user of the embedded store: jobs and sends left in flight by a crash
     // are free (sends without a recorded answer go again: at least once).
-    let released = state.store.release_leases().await?;
-    if released > 0 {
-        tracing::info!(jobs = released, "resuming jobs interrupted by the last shutdown");
+    let released = state.store.release_leases(magpie_core::now_ms()).await?;
+    if released.jobs > 0 {
+        tracing::info!(jobs = released.jobs, "resuming jobs interrupted by the last shutdown");
+    }
+    for (job, flow) in &released.poisoned {
+        tracing::error!(
+            job,
+            flow = %flow,
+            "the process died during this job's last {} runs: dead-lettered as FLOW:POISON, not run again",
+            magpie_store::POISON_AFTER
+        );
+        telemetry::InternalEvent::emit(telemetry::RunDeadLettered { flow, error_type: "FLOW:POISON" });
     }
     if state.public_url.get().is_none() {
         let _ = state.public_url.set(format!("http://{}", listener.local_addr()?));

@@ -83,11 +83,12 @@ pub struct ReplayPage {
 }
 
 /// Runs a flow offline, capturing what it would send.
-struct DryRun {
+struct DryRun<'a> {
     sent: Mutex<Vec<SendRequest>>,
+    sandbox: &'a magpie_sandbox::Sandbox,
 }
 
-impl Effects for DryRun {
+impl Effects for DryRun<'_> {
     async fn send(&self, req: SendRequest) -> SendResult {
         self.sent.lock().unwrap_or_else(|p| p.into_inner()).push(req);
         SendResult::Delivered { digest: None }
@@ -96,6 +97,9 @@ impl Effects for DryRun {
     fn log(&self, _: LogLevel, _: &str, _: &str) {}
     fn now_ms(&self) -> i64 {
         magpie_core::now_ms()
+    }
+    async fn eval(&self, expr: &magpie_flow::Expr, msg: &magpie_flow::Message) -> Result<Value, String> {
+        self.sandbox.eval(expr, msg).await
     }
 }
 
@@ -161,10 +165,14 @@ pub async fn replay_page(state: &AppState, req: ReplayRequest) -> Result<ReplayP
         for (e, rule, flow_name) in jobs {
             let Some((_, flow)) = rt.flows.get(&flow_name) else { continue };
             page.runs += 1;
-            let fx = DryRun { sent: Mutex::new(Vec::new()) };
-            let out =
-                Runner::run(flow, flow_message(&e.bus, &rule, &flow_name, &e.id, &e.body, Some(&replay_id)), &fx, None)
-                    .await;
+            let fx = DryRun { sent: Mutex::new(Vec::new()), sandbox: &state.sandbox };
+            let out = Runner::run(
+                flow,
+                flow_message(&e.bus, &rule, &flow_name, &e.id, e.body.clone(), Some(&replay_id)),
+                &fx,
+                None,
+            )
+            .await;
             if let RunOutcome::Failed { error, .. } = out {
                 page.would_fail
                     .push(json!({"event_id": e.id, "rule": rule, "flow": flow_name, "error": error.to_json()}));

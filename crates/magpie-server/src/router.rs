@@ -1,68 +1,128 @@
-//! The router: reads the event log after its cursor, matches each event against its bus's rules,
-//! and writes one job per (event, rule, target) in the same transaction that moves the cursor.
+//! The router: one lane per bus. A lane reads its bus's events that are not routed yet, matches
+//! their stored bytes against the bus's rules (the scanner, no parse), and writes one job per
+//! (event, rule, target) in the transaction that marks them routed.
+//!
+//! Lanes run side by side, and their matching runs on the blocking pool: a bus with expensive
+//! rules (bounded by [`crate::runtime::MAX_BUS_RULE_COST`]) or a backlog holds only itself.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use magpie_store::{NewJob, Routed};
+use magpie_store::{NewJob, Routed, UnroutedEvent};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::AppState;
+use crate::runtime::Runtime;
 use crate::telemetry::{EventsRouted, InternalEvent};
 
 const BATCH: usize = 500;
 
+/// Keeps one lane running per bus of the configuration in force.
 pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let mut matched = Vec::new();
+    let mut lanes: HashMap<String, JoinHandle<()>> = HashMap::new();
     loop {
-        match state.store.unrouted_events(BATCH).await {
-            Ok(events) if !events.is_empty() => {
-                let rt = state.runtime.get();
-                let full = events.len() == BATCH;
-                let mut routed = Vec::with_capacity(events.len());
-                for e in &events {
-                    matched.clear();
-                    if let Some(m) = rt.matchers.get(&e.bus) {
-                        m.matches(&e.body, &mut matched);
-                    }
-                    let mut jobs = Vec::new();
-                    for rule in &matched {
-                        if let Some(spec) = rt.rules.get(&e.bus).and_then(|r| r.get(rule)) {
-                            jobs.extend(
-                                spec.targets.iter().map(|t| NewJob { rule: rule.clone(), flow: t.flow.clone() }),
-                            );
-                        }
-                    }
-                    tracing::debug!(event_id = %e.id, bus = %e.bus, rules = ?matched, "routed");
-                    routed.push(Routed { seq: e.seq, matched: matched.clone(), jobs });
-                }
-                let n = routed.len() as u64;
-                match state.store.commit_routing(routed, magpie_core::now_ms()).await {
-                    Ok(jobs) => {
-                        EventsRouted { events: n, jobs: jobs as u64 }.emit();
-                        if jobs > 0 {
-                            state.wake_workers.notify_one();
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "committing routing failed; will retry");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
-                if full {
-                    continue;
-                }
+        let rt = state.runtime.get();
+        lanes.retain(|bus, lane| {
+            let keep = rt.buses.contains_key(bus) && !lane.is_finished();
+            if !keep {
+                lane.abort();
             }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "reading the event log failed; will retry");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            keep
+        });
+        for bus in rt.buses.keys() {
+            if bus != magpie_core::HOOKS_BUS && !lanes.contains_key(bus) {
+                lanes.insert(bus.clone(), tokio::spawn(lane(state.clone(), bus.clone(), stop.clone())));
             }
         }
         tokio::select! {
-            _ = state.wake_router.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    for (_, lane) in lanes {
+        let _ = lane.await;
+    }
+}
+
+async fn lane(state: Arc<AppState>, bus: String, mut stop: watch::Receiver<bool>) {
+    // Events at or before this position are routed (or being routed by this lane).
+    let mut position = 0i64;
+    loop {
+        // Registered before reading, so an event that arrives during the read still wakes us.
+        let woken = state.wake_router.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let full = match state.store.unrouted_events(&bus, position, BATCH).await {
+            Ok(events) if !events.is_empty() => {
+                let full = events.len() == BATCH;
+                let last = events.last().map_or(position, |e| e.seq);
+                let rt = state.runtime.get();
+                let name = bus.clone();
+                let routed = tokio::task::spawn_blocking(move || route(&rt, &name, &events)).await;
+                match routed {
+                    Ok(routed) => {
+                        let n = routed.len() as u64;
+                        match state.store.commit_routing(routed, magpie_core::now_ms()).await {
+                            Ok(jobs) => {
+                                position = last;
+                                EventsRouted { events: n, jobs: jobs as u64 }.emit();
+                                if jobs > 0 {
+                                    state.wake_workers.notify_one();
+                                }
+                            }
+                            Err(e) => {
+                                tracing::error!(bus = %bus, error = %e, "committing routing failed; will retry");
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                            }
+                        }
+                    }
+                    Err(e) => tracing::error!(bus = %bus, error = %e, "matching events failed; will retry"),
+                }
+                full
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(bus = %bus, error = %e, "reading the event log failed; will retry");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                false
+            }
+        };
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = &mut woken => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Matches a batch of one bus's events against its rules.
+fn route(rt: &Runtime, bus: &str, events: &[UnroutedEvent]) -> Vec<Routed> {
+    let mut matched = Vec::new();
+    let matcher = rt.matchers.get(bus);
+    let rules = rt.rules.get(bus);
+    events
+        .iter()
+        .map(|e| {
+            matched.clear();
+            if let Some(m) = matcher
+                && let Err(err) = m.matches_json(e.body.as_bytes(), &mut matched)
+            {
+                // Stored events were validated at ingest; a body the scanner refuses matches nothing.
+                tracing::error!(event_id = %e.id, bus, error = %err, "a stored event cannot be read; it matches no rule");
+                matched.clear();
+            }
+            let jobs = matched
+                .iter()
+                .filter_map(|rule| rules.and_then(|r| r.get(rule)).map(|spec| (rule, spec)))
+                .flat_map(|(rule, spec)| spec.targets.iter().map(|t| NewJob { rule: rule.clone(), flow: t.flow.clone() }))
+                .collect();
+            tracing::debug!(event_id = %e.id, bus, rules = ?matched, "routed");
+            Routed { seq: e.seq, matched: matched.clone(), jobs }
+        })
+        .collect()
 }

@@ -14,6 +14,12 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
+/// The most the enabled rules of one bus may cost together, in indexed comparisons per event
+/// (see [`Pattern::cost`]): one bus's rules cannot make routing slow.
+pub const MAX_BUS_RULE_COST: u64 = 100_000;
+/// The most the enabled rules of every bus may cost together.
+pub const MAX_SERVER_RULE_COST: u64 = 1_000_000;
+
 /// One compiled snapshot of the configuration.
 #[derive(Default)]
 pub struct Runtime {
@@ -179,6 +185,7 @@ pub async fn apply(
     }
     // The merged whole must still hold together (e.g. a deleted flow no rule targets).
     merged.validate(&KnownNames::default()).map_err(|e| ApiError::conflict(e.to_string()))?;
+    check_costs(&merged, &doc)?;
     // Compiling thousands of rules takes milliseconds: do it off the async workers. Routing goes
     // on with the runtime in force until the new one is swapped in.
     let rt = tokio::task::spawn_blocking(move || compile(&merged))
@@ -190,6 +197,43 @@ pub async fn apply(
     }
     store.apply_config(changes).await?;
     shared.set(rt);
+    Ok(())
+}
+
+/// Refuses a configuration whose enabled rules would cost a bus, or the server, more than the
+/// caps; the error names the first rule of `doc` on the bus that is over.
+fn check_costs(merged: &ConfigDocument, doc: &ConfigDocument) -> Result<(), ApiError> {
+    let mut per_bus: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in merged.rules.iter().filter(|r| r.enabled) {
+        let cost = Pattern::parse(&r.pattern).map(|p| p.cost()).unwrap_or(0);
+        let c = per_bus.entry(r.bus.as_str()).or_default();
+        *c = c.saturating_add(cost);
+    }
+    let at = |bus: Option<&str>| {
+        doc.rules
+            .iter()
+            .position(|r| bus.is_none_or(|b| r.bus == b))
+            .map_or_else(|| "rules".to_string(), |i| format!("rules[{i}].pattern"))
+    };
+    let hint = "the cost grows with the number of rules, their size, wildcards, anything-but and $or: \
+                simplify the patterns or spread the rules over more buses";
+    for (bus, cost) in &per_bus {
+        if *cost > MAX_BUS_RULE_COST {
+            let reason = format!(
+                "the enabled rules of bus {bus:?} would cost {cost} comparisons per event, more than the \
+                 {MAX_BUS_RULE_COST} a bus may have ({hint})"
+            );
+            return Err(ApiError::config(ConfigError::new(at(Some(bus)), reason)));
+        }
+    }
+    let total = per_bus.values().fold(0u64, |a, b| a.saturating_add(*b));
+    if total > MAX_SERVER_RULE_COST {
+        let reason = format!(
+            "the enabled rules of all buses would cost {total} comparisons per event, more than the \
+             {MAX_SERVER_RULE_COST} a server may have ({hint})"
+        );
+        return Err(ApiError::config(ConfigError::new(at(None), reason)));
+    }
     Ok(())
 }
 

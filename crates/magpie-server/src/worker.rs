@@ -10,7 +10,7 @@ use std::time::Duration;
 use magpie_core::ErrorType;
 use magpie_core::config::LogLevel;
 use magpie_flow::{
-    Checkpoint, Effects, FlowError, Message, RunOutcome, Runner, SendRequest, SendResult, SendState, StepRecord,
+    Checkpoint, Effects, Expr, FlowError, Message, RunOutcome, Runner, SendRequest, SendResult, SendState, StepRecord,
 };
 use magpie_store::{Job, JobEnd, Journal, MessageStatus, NewMessage, StepRow};
 use serde_json::{Value, json};
@@ -34,7 +34,16 @@ pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                         let Ok(permit) = slots.clone().acquire_owned().await else { return };
                         let state = state.clone();
                         tokio::spawn(async move {
-                            run_job(&state, job).await;
+                            let (id, flow) = (job.id, job.flow.clone());
+                            let run = tokio::spawn({
+                                let state = state.clone();
+                                async move { run_job(&state, job).await }
+                            });
+                            if let Err(e) = run.await
+                                && e.is_panic()
+                            {
+                                poisoned_by_panic(&state, id, &flow, e).await;
+                            }
                             drop(permit);
                             state.wake_workers.notify_one();
                         });
@@ -71,6 +80,24 @@ pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// A run that panicked (a bug, not the flow's error) would panic again: dead-letter it as
+/// `FLOW:POISON` at once instead of leaving it leased until the lease runs out.
+async fn poisoned_by_panic(state: &AppState, job: i64, flow: &str, e: tokio::task::JoinError) {
+    let panic = e.into_panic();
+    let why = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown");
+    tracing::error!(job, flow, panic = why, "a flow run panicked: dead-lettered as FLOW:POISON");
+    RunDeadLettered { flow, error_type: "FLOW:POISON" }.emit();
+    let end =
+        JobEnd::Failed { error_type: "FLOW:POISON".into(), error: format!("the run panicked: {why}"), step: None };
+    if let Err(e) = state.store.end_job(job, end, Vec::new(), magpie_core::now_ms()).await {
+        tracing::error!(job, error = %e, "recording the end of a flow run failed");
+    }
+}
+
 /// What earlier runs did: the step records, and where each send stands (its newest message).
 fn checkpoint(journal: &Journal) -> Checkpoint {
     let mut newest: BTreeMap<u32, (u32, SendState)> = BTreeMap::new();
@@ -98,9 +125,13 @@ fn checkpoint(journal: &Journal) -> Checkpoint {
     }
 }
 
-async fn run_job(state: &Arc<AppState>, job: Job) {
+async fn run_job(state: &Arc<AppState>, mut job: Job) {
     let now = magpie_core::now_ms();
-    let (rt, msg, cp) = match prepare(state, &job).await {
+    // What the outbox files each message under, read before the event moves into the message.
+    let text = |k: &str| job.event.get(k).and_then(Value::as_str).map(str::to_string);
+    let (event_type, event_status) = (text("type").unwrap_or_default(), text("status"));
+    let event = std::mem::take(&mut job.event);
+    let (rt, msg, cp) = match prepare(state, &job, event).await {
         Ok(p) => p,
         Err(Unprepared::Store(reason)) => {
             tracing::error!(job = job.id, event_id = %job.event_id, flow = %job.flow, reason = %reason, "flow run cannot start; will retry");
@@ -124,6 +155,8 @@ async fn run_job(state: &Arc<AppState>, job: Job) {
     let effects = JobEffects {
         state,
         job: &job,
+        event_type,
+        event_status,
         rt: rt.clone(),
         store_failed: AtomicBool::new(false),
         queued: AtomicBool::new(false),
@@ -185,8 +218,7 @@ enum Unprepared {
     NoEvent(String),
 }
 
-async fn prepare(state: &AppState, job: &Job) -> Result<(Arc<Runtime>, Message, Checkpoint), Unprepared> {
-    let body = &job.event;
+async fn prepare(state: &AppState, job: &Job, body: Value) -> Result<(Arc<Runtime>, Message, Checkpoint), Unprepared> {
     if !body.is_object() {
         return Err(Unprepared::NoEvent(format!("event #{} is missing from the log", job.event_seq)));
     }
@@ -208,20 +240,23 @@ pub(crate) fn flow_message(
     rule: &str,
     flow: &str,
     event_id: &str,
-    body: &Value,
+    body: Value,
     replay: Option<&str>,
 ) -> Message {
-    let field = |k: &str| body.get(k).cloned().unwrap_or(Value::Null);
     let mut msg;
     if bus == magpie_core::HOOKS_BUS {
-        msg = Message::new(event_id, field("data"));
-        if let Some(Value::Object(hook)) = body.get("hook") {
-            msg.attrs.extend(hook.clone());
+        let mut body = body;
+        let mut take = |k: &str| body.get_mut(k).map(Value::take).unwrap_or(Value::Null);
+        let hook = take("hook");
+        msg = Message::new(event_id, take("data"));
+        if let Value::Object(hook) = hook {
+            msg.attrs.extend(hook);
         }
     } else {
-        msg = Message::new(event_id, body.clone());
-        for (k, v) in [("bus", json!(bus)), ("rule", json!(rule)), ("source", field("source")), ("type", field("type"))]
-        {
+        let field = |k: &str| body.get(k).cloned().unwrap_or(Value::Null);
+        let (source, ty) = (field("source"), field("type"));
+        msg = Message::new(event_id, body);
+        for (k, v) in [("bus", json!(bus)), ("rule", json!(rule)), ("source", source), ("type", ty)] {
             msg.attrs.insert(k.into(), v);
         }
     }
@@ -236,6 +271,9 @@ pub(crate) fn flow_message(
 struct JobEffects<'a> {
     state: &'a Arc<AppState>,
     job: &'a Job,
+    /// The event's `type` and `status`, for the outbox.
+    event_type: String,
+    event_status: Option<String>,
     rt: Arc<Runtime>,
     /// Queueing a message failed: the run must go again.
     store_failed: AtomicBool,
@@ -261,7 +299,6 @@ impl Effects for JobEffects<'_> {
             );
             return SendResult::Failed(e);
         }
-        let text = |k: &str| self.job.event.get(k).and_then(Value::as_str).map(str::to_string);
         let msg = NewMessage {
             job_id: self.job.id,
             ordinal: req.ordinal,
@@ -269,8 +306,8 @@ impl Effects for JobEffects<'_> {
             connection: req.connection.clone(),
             flow: self.job.flow.clone(),
             event_id: self.job.event_id.clone(),
-            event_type: text("type").unwrap_or_default(),
-            event_status: text("status"),
+            event_type: self.event_type.clone(),
+            event_status: self.event_status.clone(),
             kind: req.message.kind,
             message: serde_json::to_value(&req.message).unwrap_or(Value::Null),
             policy: req.retry,
@@ -315,5 +352,9 @@ impl Effects for JobEffects<'_> {
 
     fn now_ms(&self) -> i64 {
         magpie_core::now_ms()
+    }
+
+    async fn eval(&self, expr: &Expr, msg: &Message) -> Result<Value, String> {
+        self.state.sandbox.eval(expr, msg).await
     }
 }

@@ -28,6 +28,7 @@ macro_rules! store_suite {
             $crate::store_suite!(@tests $open;
                 concurrent_appends_are_grouped_without_losing_or_doubling,
                 events_route_into_jobs_that_are_claimed_once,
+                a_job_the_process_keeps_dying_in_is_poison,
                 a_message_parks_its_job_until_delivered,
                 the_outbox_lease_has_one_owner_and_a_new_owner_requeues_what_was_in_flight,
                 failed_messages_and_failed_runs_are_dead_letters_that_redrive,
@@ -47,11 +48,11 @@ macro_rules! store_suite {
 }
 
 fn ev(id: &str) -> NewEvent {
-    NewEvent {
-        id: id.into(),
-        time_ms: 1,
-        body: json!({"id": id, "source": "s", "type": "cvm:ErrorEvent:GuestReboot", "subject": format!("ins-{id}"), "status": "1"}),
-    }
+    NewEvent::new(
+        id,
+        1,
+        json!({"id": id, "source": "s", "type": "cvm:ErrorEvent:GuestReboot", "subject": format!("ins-{id}"), "status": "1"}),
+    )
 }
 
 fn message(job_id: i64, ordinal: u32, connection: &str, now: i64) -> NewMessage {
@@ -156,7 +157,42 @@ pub async fn concurrent_appends_are_grouped_without_losing_or_doubling(s: Arc<dy
     seqs.sort_unstable();
     seqs.dedup();
     assert_eq!(seqs.len(), 199, "distinct sequence numbers");
-    assert_eq!(s.unrouted_events(1000).await.unwrap().len(), 199);
+    assert_eq!(s.unrouted_events("default", 0, 1000).await.unwrap().len(), 199);
+}
+
+/// A job running when the process died three times in a row is dead-lettered as FLOW:POISON; a
+/// run that ends by itself in between starts the count again.
+pub async fn a_job_the_process_keeps_dying_in_is_poison(s: Arc<dyn Store>) {
+    s.append_events("default", vec![ev("a"), ev("b")]).await.unwrap();
+    let job = |rule: &str| NewJob { rule: rule.into(), flow: "f".into() };
+    let routed = vec![
+        Routed { seq: 1, matched: vec!["r".into()], jobs: vec![job("r")] },
+        Routed { seq: 2, matched: vec!["r".into()], jobs: vec![job("r")] },
+    ];
+    s.commit_routing(routed, 100).await.unwrap();
+    let mut now = 100;
+    for round in 1..=crate::POISON_AFTER {
+        now += 10;
+        let jobs = s.claim_jobs(now, 30_000, 10).await.unwrap();
+        assert_eq!(jobs.len(), 2, "round {round}: both jobs are handed out again");
+        if round == 2 {
+            // The second job's run ends by itself (it will run again later): its count restarts.
+            s.end_job(jobs[1].id, JobEnd::Retry { at: now, error: "x".into() }, vec![], now).await.unwrap();
+            s.claim_jobs(now, 30_000, 10).await.unwrap();
+        }
+        let released = s.release_leases(now).await.unwrap();
+        if round < crate::POISON_AFTER {
+            assert!(released.poisoned.is_empty(), "round {round}: {released:?}");
+        } else {
+            assert_eq!(released.poisoned, [(jobs[0].id, "f".to_string())]);
+            assert_eq!(released.jobs, 1, "the other job runs again");
+        }
+    }
+    let letters = s.dead_letters(LetterFilter::default()).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].error_type, "FLOW:POISON");
+    let jobs = s.claim_jobs(now + 10, 30_000, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1, "the poisoned job is not handed out again");
 }
 
 /// Routing creates jobs with the cursor; a claimed job is leased; ends are recorded.
@@ -164,19 +200,21 @@ pub async fn events_route_into_jobs_that_are_claimed_once(s: Arc<dyn Store>) {
     let r = s.append_events("default", vec![ev("a"), ev("b"), ev("a")]).await.unwrap();
     assert!(matches!(r[..], [Appended::Stored(1), Appended::Stored(2), Appended::Duplicate(1)]), "{r:?}");
     assert_eq!(s.append_events("default", vec![ev("a")]).await.unwrap(), [Appended::Duplicate(1)]);
-    assert_eq!(s.unrouted_events(10).await.unwrap().len(), 2);
+    assert_eq!(s.unrouted_events("default", 0, 10).await.unwrap().len(), 2);
+    assert_eq!(s.unrouted_events("default", 1, 10).await.unwrap().len(), 1, "after a position");
+    assert!(s.unrouted_events("other", 0, 10).await.unwrap().is_empty(), "by bus");
     let routed = vec![
         Routed { seq: 1, matched: vec!["r1".into()], jobs: vec![NewJob { rule: "r1".into(), flow: "f1".into() }] },
         Routed { seq: 2, matched: vec![], jobs: vec![] },
     ];
     assert_eq!(s.commit_routing(routed, 100).await.unwrap(), 1);
-    assert!(s.unrouted_events(10).await.unwrap().is_empty(), "the cursor moved");
+    assert!(s.unrouted_events("default", 0, 10).await.unwrap().is_empty(), "routed events are done");
     let jobs = s.claim_jobs(100, 30_000, 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].event["id"], "a");
     assert!(jobs[0].received_at > 0);
     assert!(s.claim_jobs(101, 30_000, 10).await.unwrap().is_empty(), "leased");
-    assert_eq!(s.release_leases().await.unwrap(), 1);
+    assert_eq!(s.release_leases(1).await.unwrap().jobs, 1);
     let jobs = s.claim_jobs(200, 30_000, 10).await.unwrap();
     assert_eq!(jobs[0].runs, 2);
     s.end_job(jobs[0].id, JobEnd::Retry { at: 5_000, error: "x".into() }, vec![], 200).await.unwrap();
@@ -187,7 +225,7 @@ pub async fn events_route_into_jobs_that_are_claimed_once(s: Arc<dyn Store>) {
         ordinal: 0,
         path: "steps[0]".into(),
         kind: "logger".into(),
-        status: "ok".into(),
+        status: magpie_core::StepStatus::Ok,
         detail: json!({}),
         at: 1,
     };
@@ -197,7 +235,7 @@ pub async fn events_route_into_jobs_that_are_claimed_once(s: Arc<dyn Store>) {
         ordinal: 1,
         path: "steps[1]".into(),
         kind: "logger".into(),
-        status: "ok".into(),
+        status: magpie_core::StepStatus::Ok,
         detail: json!({}),
         at: 2,
     };
@@ -217,7 +255,7 @@ pub async fn a_message_parks_its_job_until_delivered(s: Arc<dyn Store>) {
         ordinal: 0,
         path: "steps[0]".into(),
         kind: "set-variable".into(),
-        status: "ok".into(),
+        status: magpie_core::StepStatus::Ok,
         detail: json!({}),
         at: 1,
     };
@@ -303,7 +341,7 @@ pub async fn the_outbox_lease_has_one_owner_and_a_new_owner_requeues_what_was_in
     s.outbox_release("c1", "b").await.unwrap();
     assert!(s.outbox_acquire("c1", "c", now + 31_001, 1_000).await.unwrap().is_some(), "released");
     // A restart of the only node frees every outbox.
-    s.release_leases().await.unwrap();
+    s.release_leases(1).await.unwrap();
     assert!(s.outbox_acquire("c1", "d", now + 31_002, 1_000).await.unwrap().is_some());
 }
 

@@ -12,6 +12,16 @@ pub struct NewEvent {
     pub time_ms: i64,
     /// The event JSON.
     pub body: Value,
+    /// `body` as JSON text, stored as it is.
+    pub json: String,
+}
+
+impl NewEvent {
+    /// An event to append, serialising `body` (ingest has the text already and sets `json`).
+    pub fn new(id: impl Into<String>, time_ms: i64, body: Value) -> NewEvent {
+        let json = body.to_string();
+        NewEvent { id: id.into(), time_ms, body, json }
+    }
 }
 
 /// What happened to one appended event.
@@ -36,6 +46,17 @@ pub struct StoredEvent {
     pub body: Value,
     /// When it was stored, ms since the epoch.
     pub received_at: i64,
+}
+
+/// An event waiting to be routed: its bytes as stored, for the matcher to scan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnroutedEvent {
+    /// Position in the log.
+    pub seq: i64,
+    /// Id.
+    pub id: String,
+    /// The event JSON, as validated at ingest and stored.
+    pub body: String,
 }
 
 /// Which archived events to list.

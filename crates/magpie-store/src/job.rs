@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use magpie_core::StepStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -149,6 +150,20 @@ pub enum JobEnd {
     },
 }
 
+/// A job that runs when the process dies this many times in a row is dead-lettered as
+/// `FLOW:POISON` instead of being run again.
+pub const POISON_AFTER: i64 = 3;
+
+/// What [`crate::Store::release_leases`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Released {
+    /// Jobs handed out again.
+    pub jobs: usize,
+    /// Jobs (id, flow) dead-lettered as `FLOW:POISON`: the process died during their last
+    /// [`POISON_AFTER`] runs.
+    pub poisoned: Vec<(i64, String)>,
+}
+
 /// A step record as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRow {
@@ -158,8 +173,8 @@ pub struct StepRow {
     pub path: String,
     /// Step kind.
     pub kind: String,
-    /// ok / caught / error.
-    pub status: String,
+    /// How the step ended.
+    pub status: StepStatus,
     /// Details.
     pub detail: Value,
     /// When, ms since the epoch.

@@ -23,8 +23,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 pub use dead_letter::{DeadLetter, DeadLetterDetail, LetterFilter, LetterStatus, Redriven};
-pub use event::{Appended, EventFilter, NewEvent, ReplayRange, StoredEvent};
-pub use job::{Job, JobEnd, JobStatus, NewJob, ReplayJob, Routed, StepRow};
+pub use event::{Appended, EventFilter, NewEvent, ReplayRange, StoredEvent, UnroutedEvent};
+pub use job::{Job, JobEnd, JobStatus, NewJob, POISON_AFTER, Released, ReplayJob, Routed, StepRow};
 pub use outbox::{
     DigestRow, LimiterState, MessageStatus, MessageUpdate, NewMessage, OutboxState, OutboxStatus, QueuedMessage,
     SendClaim, SendCompletion, SendOutcome,
@@ -116,7 +116,7 @@ pub trait Store: Send + Sync + 'static {
     /// one transaction (requests to a flow's listen path). Returns the event's sequence number.
     async fn append_routed(&self, bus: &str, event: NewEvent, rule: &str, flow: &str) -> Result<i64>;
     /// Events after the router cursor not yet routed, oldest first.
-    async fn unrouted_events(&self, limit: usize) -> Result<Vec<StoredEvent>>;
+    async fn unrouted_events(&self, bus: &str, after_seq: i64, limit: usize) -> Result<Vec<UnroutedEvent>>;
     /// Records routings, creates their jobs and advances the cursor, in one transaction.
     async fn commit_routing(&self, routed: Vec<Routed>, now_ms: i64) -> Result<usize>;
     /// Archived events, newest first, filtered; `filter.before_seq` continues a listing.
@@ -136,8 +136,9 @@ pub trait Store: Send + Sync + 'static {
     /// Claims up to `limit` due jobs (and jobs whose lease ran out) with a lease.
     async fn claim_jobs(&self, now_ms: i64, lease_ms: i64, limit: usize) -> Result<Vec<Job>>;
     /// Makes every running job claimable at once and frees every outbox (after a restart of the
-    /// only node): nothing in flight survives a process.
-    async fn release_leases(&self) -> Result<usize>;
+    /// only node): nothing in flight survives a process. A job whose run the process died in
+    /// [`POISON_AFTER`] times in a row is dead-lettered as `FLOW:POISON` instead.
+    async fn release_leases(&self, now_ms: i64) -> Result<Released>;
     /// The earliest time a pending job falls due.
     async fn next_due(&self) -> Result<Option<i64>>;
     /// Stores a step record (idempotent per ordinal).

@@ -41,6 +41,7 @@ struct Offline {
     connections: BTreeMap<String, ConnectionSpec>,
     send: bool,
     http: reqwest::Client,
+    sandbox: magpie_sandbox::Sandbox,
 }
 
 impl Effects for Offline {
@@ -62,6 +63,10 @@ impl Effects for Offline {
 
     fn now_ms(&self) -> i64 {
         magpie_core::now_ms()
+    }
+
+    async fn eval(&self, expr: &magpie_flow::Expr, msg: &Message) -> Result<Value, String> {
+        self.sandbox.eval(expr, msg).await
     }
 }
 
@@ -204,6 +209,10 @@ pub async fn run(args: RunArgs) -> Result<u8, Exit> {
         connections: connections.into_iter().map(|c| (c.name.clone(), c)).collect(),
         send: args.send,
         http: reqwest::Client::new(),
+        sandbox: magpie_sandbox::Sandbox::processes(
+            magpie_sandbox::SandboxOptions::current_exe()
+                .map_err(|e| Exit(1, anyhow!("finding this executable, to start an expression sandbox from: {e}")))?,
+        ),
     };
     println!("flow {} over event {}{}", spec.name, msg.id, if args.send { "" } else { " (dry run: nothing is sent)" });
     match Runner::run(&flow, msg.clone(), &fx, None).await {

@@ -44,6 +44,9 @@ pub struct ServeArgs {
     /// The URL users reach this server at, for the links in digests (default: http://LISTEN).
     #[arg(long, env = "MAGPIE_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Sandbox processes evaluating expressions at once (default: one per core, at least 2).
+    #[arg(long, env = "MAGPIE_EXPRESSION_PROCESSES")]
+    expression_processes: Option<usize>,
 }
 
 /// Arguments of `magpie robots`.
@@ -155,6 +158,14 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Exit> {
             None => doc,
         });
     }
+    let mut sandbox = magpie_sandbox::SandboxOptions::current_exe()
+        .map_err(|e| Exit(1, anyhow!("finding this executable, to start expression sandboxes from: {e}")))?;
+    if let Some(n) = args.expression_processes {
+        if n == 0 {
+            return Err(invalid(anyhow!("--expression-processes: must be at least 1")));
+        }
+        sandbox.processes = n;
+    }
     let opts = ServerOptions {
         data_dir: args.data_dir.clone(),
         config,
@@ -162,6 +173,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Exit> {
         token: args.token.filter(|t| !t.is_empty()),
         concurrency: args.concurrency,
         public_url: args.public_url.filter(|u| !u.is_empty()),
+        sandbox: Some(sandbox),
         ..ServerOptions::default()
     };
     let env: magpie_server::EnvLookup = Arc::new(|k: &str| std::env::var(k).ok());

@@ -260,6 +260,8 @@ fn die_quietly_on_closed_pipes() {
 }
 
 fn main() -> ExitCode {
+    // A sandbox process (this executable started again by a server) serves and exits here.
+    magpie_sandbox::enter_if_child();
     let cli = Cli::parse();
     // Servers keep the default (a closed pipe is an error to handle, not a reason to stop).
     if !matches!(cli.command, Command::Serve(_) | Command::Robots(_)) {

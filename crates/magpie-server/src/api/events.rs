@@ -48,7 +48,7 @@ pub(super) async fn put_events(
             Ok(e) => {
                 positions.push(i);
                 results.push(json!({"id": e.id}));
-                accepted.push(NewEvent { id: e.id, time_ms: e.time_ms, body: e.body });
+                accepted.push(NewEvent { id: e.id, time_ms: e.time_ms, body: e.body, json: e.json });
             }
             Err(err) => {
                 EventRejected { bus: &bus, code: err.code() }.emit();
@@ -65,7 +65,7 @@ pub(super) async fn put_events(
             }
         }
         EventsAccepted { bus: &bus, count: n }.emit();
-        state.wake_router.notify_one();
+        state.wake_router.notify_waiters();
     }
     let failed = results.iter().filter(|r| r.get("error_code").is_some()).count();
     let answer = json!({"failed_count": failed, "entries": results});
@@ -112,7 +112,7 @@ pub(super) async fn hook(State(state): S, Path(path): Path<String>, headers: Hea
         .store
         .append_routed(
             magpie_core::HOOKS_BUS,
-            NewEvent { id: event.id.clone(), time_ms: now, body: event.body },
+            NewEvent { id: event.id.clone(), time_ms: now, body: event.body, json: event.json },
             magpie_core::HOOK_RULE,
             &flow,
         )

@@ -73,15 +73,7 @@ pub(super) fn append_routed(
     tx.execute(
         "INSERT INTO events (bus, id, body, time_ms, received_at, routed, matched, type, subject) \
          VALUES (?1, ?2, ?3, ?4, ?5, 1, '[]', ?6, ?7)",
-        params![
-            bus,
-            event.id,
-            event.body.to_string(),
-            event.time_ms,
-            now,
-            text(&event.body, "type"),
-            text(&event.body, "subject")
-        ],
+        params![bus, event.id, event.json, event.time_ms, now, text(&event.body, "type"), text(&event.body, "subject")],
     )
     .map_err(db)?;
     let seq = tx.last_insert_rowid();
@@ -94,39 +86,30 @@ pub(super) fn append_routed(
     Ok(seq)
 }
 
-pub(super) fn unrouted(conn: &Connection, limit: usize) -> Result<Vec<StoredEvent>> {
-    let cursor: i64 = conn
-        .query_row("SELECT seq FROM cursors WHERE name = 'router'", [], |r| r.get(0))
-        .optional()
-        .map_err(db)?
-        .unwrap_or(0);
+pub(super) fn unrouted(conn: &Connection, bus: &str, after: i64, limit: usize) -> Result<Vec<UnroutedEvent>> {
+    // The partial index `events_unrouted` holds exactly these rows.
     let mut stmt = conn
-        .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 AND routed = 0 ORDER BY seq LIMIT ?2"
-        ))
+        .prepare_cached(
+            "SELECT seq, id, body FROM events WHERE bus = ?1 AND routed = 0 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )
         .map_err(db)?;
-    let rows = stmt.query_map(params![cursor, limit as i64], read_event).map_err(db)?;
-    rows.map(|r| to_event(r.map_err(db)?)).collect()
+    let rows = stmt
+        .query_map(params![bus, after, limit as i64], |r| {
+            Ok(UnroutedEvent { seq: r.get(0)?, id: r.get(1)?, body: r.get(2)? })
+        })
+        .map_err(db)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db)
 }
 
 pub(super) fn commit_routing(tx: &Transaction<'_>, routed: Vec<Routed>, now: i64) -> Result<usize> {
     let mut jobs = 0;
-    let mut last = None;
+    let mut mark = tx.prepare_cached("UPDATE events SET routed = 1, matched = ?2 WHERE seq = ?1").map_err(db)?;
     for r in routed {
-        tx.execute("UPDATE events SET routed = 1, matched = ?2 WHERE seq = ?1", params![r.seq, to_json(&r.matched)])
-            .map_err(db)?;
+        mark.execute(params![r.seq, to_json(&r.matched)]).map_err(db)?;
         for j in r.jobs {
             insert_job(tx, r.seq, &j.rule, &j.flow, None, now)?;
             jobs += 1;
         }
-        last = Some(r.seq);
-    }
-    if let Some(seq) = last {
-        tx.execute(
-            "INSERT INTO cursors (name, seq) VALUES ('router', ?1) ON CONFLICT (name) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-            [seq],
-        )
-        .map_err(db)?;
     }
     Ok(jobs)
 }

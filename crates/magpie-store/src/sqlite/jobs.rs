@@ -1,6 +1,8 @@
 //! Jobs: claims with a lease, step records, the end of a run (done, parked, dead-lettered).
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::collections::HashMap;
+
+use rusqlite::{Connection, Transaction, params};
 use serde_json::Value;
 
 use super::{db, parse_json};
@@ -34,13 +36,20 @@ pub(super) fn claim(tx: &Transaction<'_>, now: i64, lease_ms: i64, limit: usize)
         .map_err(db)?;
     let mut jobs = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?;
     drop(stmt);
-    let mut body = tx.prepare_cached("SELECT body, received_at FROM events WHERE seq = ?1").map_err(db)?;
+    // The events of the whole batch, in one query.
+    let seqs = Value::from(jobs.iter().map(|j| j.event_seq).collect::<Vec<_>>()).to_string();
+    let mut bodies = tx
+        .prepare_cached("SELECT seq, body, received_at FROM events WHERE seq IN (SELECT value FROM json_each(?1))")
+        .map_err(db)?;
+    let events: HashMap<i64, (String, i64)> = bodies
+        .query_map([seqs], |r| Ok((r.get::<_, i64>(0)?, (r.get(1)?, r.get(2)?))))
+        .map_err(db)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(db)?;
     for j in &mut jobs {
-        let row: Option<(String, i64)> =
-            body.query_row([j.event_seq], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(db)?;
-        if let Some((text, received_at)) = row {
-            j.event = parse_json(&text)?;
-            j.received_at = received_at;
+        if let Some((text, received_at)) = events.get(&j.event_seq) {
+            j.event = parse_json(text)?;
+            j.received_at = *received_at;
         }
         // A re-run resumes from its journal: read it in the same transaction.
         if j.runs > 1 {
@@ -51,13 +60,37 @@ pub(super) fn claim(tx: &Transaction<'_>, now: i64, lease_ms: i64, limit: usize)
     Ok(jobs)
 }
 
-pub(super) fn release_all(tx: &Transaction<'_>) -> Result<usize> {
+pub(super) fn release_all(tx: &Transaction<'_>, now: i64) -> Result<Released> {
+    // A run the last process left running was interrupted by its death; one that was
+    // interrupted POISON_AFTER times in a row is what kills the process: dead-letter it.
+    let poisoned: Vec<(i64, String)> = tx
+        .prepare(
+            "UPDATE jobs SET interrupted = interrupted + 1 WHERE status = 'running' \
+             RETURNING id, interrupted, flow",
+        )
+        .map_err(db)?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))
+        .map_err(db)?
+        .filter_map(|r| match r {
+            Ok((id, n, flow)) if n >= POISON_AFTER => Some(Ok((id, flow))),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<rusqlite::Result<_>>()
+        .map_err(db)?;
+    for (id, _) in &poisoned {
+        let error = format!(
+            "the process died during this run {POISON_AFTER} times in a row; it is not run again by itself \
+             (fix the flow, then redrive the dead letter)"
+        );
+        end(tx, *id, JobEnd::Failed { error_type: "FLOW:POISON".into(), error, step: None }, now)?;
+    }
     let jobs = tx
         .execute("UPDATE jobs SET status = 'pending', lease_until = NULL WHERE status = 'running'", [])
         .map_err(db)?;
     tx.execute("UPDATE outboxes SET owner = NULL, lease_until = NULL", []).map_err(db)?;
     super::outbox::requeue_in_flight(tx, None)?;
-    Ok(jobs)
+    Ok(Released { jobs, poisoned })
 }
 
 pub(super) fn next_due(conn: &Connection) -> Result<Option<i64>> {
@@ -77,7 +110,7 @@ pub(super) fn record_step(conn: &Connection, job_id: i64, row: &StepRow) -> Resu
              ON CONFLICT (job_id, ordinal) DO NOTHING",
         )
         .map_err(db)?;
-    stmt.execute(params![job_id, row.ordinal, row.path, row.kind, row.status, row.detail.to_string(), row.at])
+    stmt.execute(params![job_id, row.ordinal, row.path, row.kind, row.status.as_str(), row.detail.to_string(), row.at])
         .map(|_| ())
         .map_err(db)
 }
@@ -93,7 +126,8 @@ fn set_status(
     let mut stmt = tx
         .prepare_cached(
             "UPDATE jobs SET status = ?2, next_attempt_at = COALESCE(?3, next_attempt_at), \
-             last_error = COALESCE(?4, last_error), lease_until = NULL, updated_at = ?5 WHERE id = ?1",
+             last_error = COALESCE(?4, last_error), lease_until = NULL, updated_at = ?5, interrupted = 0 \
+             WHERE id = ?1",
         )
         .map_err(db)?;
     stmt.execute(params![job_id, status.as_str(), next, error, now]).map(|_| ()).map_err(db)

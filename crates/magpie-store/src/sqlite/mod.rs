@@ -156,7 +156,7 @@ fn append_group(conn: &mut Connection, group: AppendGroup) {
                 for e in events {
                     let text = |k: &str| e.body.get(k).and_then(Value::as_str);
                     let n = insert
-                        .execute(params![bus, e.id, e.body.to_string(), e.time_ms, now, text("type"), text("subject")])
+                        .execute(params![bus, e.id, &e.json, e.time_ms, now, text("type"), text("subject")])
                         .map_err(db)?;
                     if n == 1 {
                         out.push(Appended::Stored(tx.last_insert_rowid()));
@@ -214,8 +214,9 @@ impl Store for SqliteStore {
         self.tx(move |tx| events::append_routed(tx, &bus, event, &rule, &flow, magpie_core::now_ms())).await
     }
 
-    async fn unrouted_events(&self, limit: usize) -> Result<Vec<StoredEvent>> {
-        self.call(move |conn| events::unrouted(conn, limit)).await
+    async fn unrouted_events(&self, bus: &str, after_seq: i64, limit: usize) -> Result<Vec<UnroutedEvent>> {
+        let bus = bus.to_string();
+        self.call(move |conn| events::unrouted(conn, &bus, after_seq, limit)).await
     }
 
     async fn commit_routing(&self, routed: Vec<Routed>, now_ms: i64) -> Result<usize> {
@@ -248,8 +249,8 @@ impl Store for SqliteStore {
         self.tx(move |tx| jobs::claim(tx, now_ms, lease_ms, limit)).await
     }
 
-    async fn release_leases(&self) -> Result<usize> {
-        self.tx(jobs::release_all).await
+    async fn release_leases(&self, now_ms: i64) -> Result<Released> {
+        self.tx(move |tx| jobs::release_all(tx, now_ms)).await
     }
 
     async fn next_due(&self) -> Result<Option<i64>> {

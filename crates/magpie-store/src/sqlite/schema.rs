@@ -4,6 +4,9 @@
 //! the outbox (messages, sends, outboxes), dead letters, replays and the archive's indexes. A
 //! version-1 database is migrated in place: delivered sends become delivered messages (so a job
 //! that runs again does not send them again), attempts become sends, failed jobs dead letters.
+//! Version 3 counts, per job, the runs in a row that a process death interrupted (`POISON`), and
+//! indexes the events each bus has yet to route (each bus routes on its own; the `cursors` table
+//! is no longer read).
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -11,7 +14,7 @@ use super::db;
 use crate::Result;
 
 /// The schema version this code writes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// The current schema, for a new database.
 const SCHEMA: &str = r#"
@@ -160,6 +163,12 @@ CREATE INDEX dead_letters_by_job ON dead_letters (job_id);
 CREATE INDEX dead_letters_by_event ON dead_letters (event_seq);
 "#;
 
+/// What version 3 adds to version 2.
+const V3: &str = r#"
+ALTER TABLE jobs ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX events_unrouted ON events (bus, seq) WHERE routed = 0;
+"#;
+
 /// Moves a version-1 database's data to version 2 (after [`V2`] created the new tables).
 const V1_TO_V2: &str = r#"
 ALTER TABLE events ADD COLUMN type TEXT;
@@ -224,10 +233,11 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     if version == 0 {
         tx.execute_batch(SCHEMA).map_err(db)?;
         tx.execute_batch(V2).map_err(db)?;
-    } else {
+    } else if version == 1 {
         tx.execute_batch(V2).map_err(db)?;
         tx.execute_batch(V1_TO_V2).map_err(db)?;
     }
+    tx.execute_batch(V3).map_err(db)?;
     tx.pragma_update(None, "user_version", VERSION).map_err(db)?;
     tx.commit().map_err(db)
 }

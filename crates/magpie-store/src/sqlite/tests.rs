@@ -15,9 +15,7 @@ async fn jobs_and_messages_survive_a_reopen_and_in_flight_sends_are_queued_again
     let msg_id;
     {
         let s = SqliteStore::open(&path).unwrap();
-        s.append_events("default", vec![NewEvent { id: "a".into(), time_ms: 1, body: serde_json::json!({"id": "a"}) }])
-            .await
-            .unwrap();
+        s.append_events("default", vec![NewEvent::new("a", 1, serde_json::json!({"id": "a"}))]).await.unwrap();
         let routed =
             vec![Routed { seq: 1, matched: vec![], jobs: vec![NewJob { rule: "r".into(), flow: "f".into() }] }];
         s.commit_routing(routed, 10).await.unwrap();
@@ -59,7 +57,7 @@ async fn jobs_and_messages_survive_a_reopen_and_in_flight_sends_are_queued_again
         // The process dies here, the send unanswered.
     }
     let s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.release_leases().await.unwrap(), 0, "the job was parked with its message");
+    assert_eq!(s.release_leases(1).await.unwrap().jobs, 0, "the job was parked with its message");
     let q = s.outbox_queue("c", 10).await.unwrap();
     assert_eq!(q.iter().map(|m| m.id).collect::<Vec<_>>(), [msg_id]);
     assert!(s.outbox_acquire("c", "new-node", 20, 30_000).await.unwrap().is_some());

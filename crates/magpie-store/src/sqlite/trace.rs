@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::events::{EVENT_COLUMNS, read_event, to_event};
 use super::{db, from_json, parse_json};
 use crate::*;
+use magpie_core::StepStatus;
 
 fn steps(conn: &Connection, job_id: i64) -> Result<Vec<StepRow>> {
     let mut stmt = conn
@@ -14,11 +15,13 @@ fn steps(conn: &Connection, job_id: i64) -> Result<Vec<StepRow>> {
         .map_err(db)?;
     let rows = stmt
         .query_map([job_id], |r| {
-            Ok((r.get::<_, u32>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, String>(4)?, r.get(5)?))
+            Ok((r.get::<_, u32>(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get(5)?))
         })
         .map_err(db)?;
     rows.map(|r| {
         let (ordinal, path, kind, status, detail, at) = r.map_err(db)?;
+        let status =
+            StepStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("step status {status:?}")))?;
         Ok(StepRow { ordinal, path, kind, status, detail: parse_json(&detail)?, at })
     })
     .collect()

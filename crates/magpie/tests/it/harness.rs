@@ -86,6 +86,11 @@ fn wait_healthy(p: &Proc) {
 
 /// Starts `magpie serve` with a config file and data dir.
 pub fn serve(dir: &Path, config: Option<&Path>, name: &str) -> Proc {
+    serve_with(dir, config, name, &[])
+}
+
+/// [`serve`] with more arguments.
+pub fn serve_with(dir: &Path, config: Option<&Path>, name: &str, extra: &[&str]) -> Proc {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let data = dir.join("data");
@@ -95,7 +100,22 @@ pub fn serve(dir: &Path, config: Option<&Path>, name: &str) -> Proc {
         cfg = c.to_string_lossy().into_owned();
         args.extend(["--config", &cfg]);
     }
+    args.extend(extra);
     spawn(&args, &dir.join(format!("{name}.log")), port)
+}
+
+/// The resident memory of a process, in bytes (Linux), or None.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// Starts `magpie robots` with the robots of a config file.

@@ -10,4 +10,6 @@ mod hooks;
 mod ingest;
 mod offline;
 mod retries;
+mod routing;
+mod sandbox;
 mod storm;
