@@ -12,7 +12,7 @@ pub mod error;
 pub mod ingest;
 pub mod outbox;
 pub mod replay;
-mod router;
+pub mod router;
 pub mod runtime;
 mod sweep;
 pub mod telemetry;
@@ -80,8 +80,8 @@ pub struct AppState {
     pub limits: EventLimits,
     /// API bearer token.
     pub token: Option<String>,
-    /// Wakes the router's lanes when events arrive (`notify_waiters`: every lane looks).
-    pub wake_router: Notify,
+    /// Wakes a bus's router lane when events arrive on it.
+    pub wake_router: router::Wakers,
     /// Wakes the workers when jobs arrive or wake.
     pub wake_workers: Notify,
     /// The drainers of this node's outboxes.
@@ -141,7 +141,7 @@ impl AppState {
             runtime: runtime::Shared::default(),
             limits: opts.limits,
             token: opts.token.clone(),
-            wake_router: Notify::new(),
+            wake_router: router::Wakers::default(),
             wake_workers: Notify::new(),
             outbox: outbox::Outbox::default(),
             node: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),

@@ -6,11 +6,11 @@
 //! rules (bounded by [`crate::runtime::MAX_BUS_RULE_COST`]) or a backlog holds only itself.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use magpie_store::{NewJob, Routed, UnroutedEvent};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::AppState;
@@ -18,6 +18,23 @@ use crate::runtime::Runtime;
 use crate::telemetry::{EventsRouted, InternalEvent};
 
 const BATCH: usize = 500;
+
+/// One wake-up signal per bus: an event on a bus wakes that bus's lane only.
+#[derive(Default)]
+pub struct Wakers(Mutex<HashMap<String, Arc<Notify>>>);
+
+impl Wakers {
+    /// The signal of `bus`.
+    fn of(&self, bus: &str) -> Arc<Notify> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(bus.to_string()).or_default().clone()
+    }
+
+    /// Wakes the lane of `bus` (if it waits; a lane that is reading looks again anyway).
+    pub fn wake(&self, bus: &str) {
+        self.of(bus).notify_waiters();
+    }
+}
 
 /// Keeps one lane running per bus of the configuration in force.
 pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
@@ -49,9 +66,10 @@ pub(crate) async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
 async fn lane(state: Arc<AppState>, bus: String, mut stop: watch::Receiver<bool>) {
     // Events at or before this position are routed (or being routed by this lane).
     let mut position = 0i64;
+    let signal = state.wake_router.of(&bus);
     loop {
         // Registered before reading, so an event that arrives during the read still wakes us.
-        let woken = state.wake_router.notified();
+        let woken = signal.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         let full = match state.store.unrouted_events(&bus, position, BATCH).await {

@@ -161,8 +161,8 @@ pub struct SendEnded<'a> {
     pub connection: &'a str,
     /// Its platform.
     pub platform: &'a str,
-    /// `delivered`, `rate_limited` or `failed`.
-    pub outcome: &'static str,
+    /// Delivered, rate-limited or failed.
+    pub outcome: magpie_store::SendOutcome,
     /// Messages it carried (more than one: a digest).
     pub messages: usize,
     /// The error, when it failed.
@@ -173,13 +173,15 @@ impl InternalEvent for SendEnded<'_> {
     fn emit(self) {
         let (connection, platform, messages) = (self.connection, self.platform, self.messages);
         match self.error {
-            Some(error) => tracing::warn!(connection, platform, messages, outcome = self.outcome, error, "send failed"),
+            Some(error) => {
+                tracing::warn!(connection, platform, messages, outcome = self.outcome.as_str(), error, "send failed")
+            }
             None => tracing::debug!(connection, platform, messages, "sent"),
         }
         counter!("magpie_sends_total", "connection" => connection.to_string(), "platform" => platform.to_string(),
-            "outcome" => self.outcome)
+            "outcome" => self.outcome.as_str())
         .increment(1);
-        if self.outcome == "delivered" && messages > 1 {
+        if self.outcome == magpie_store::SendOutcome::Delivered && messages > 1 {
             tracing::info!(connection, alerts = messages, "digest delivered (storm folded)");
             counter!("magpie_digests_total", "connection" => connection.to_string()).increment(1);
             counter!("magpie_folded_alerts_total", "connection" => connection.to_string()).increment(messages as u64);

@@ -1,4 +1,4 @@
-//! Magpie storage: configuration objects, the event log and its archive, the router cursor, the
+//! Magpie storage: configuration objects, the event log and its archive, which events are routed, the
 //! job queue, step records, the per-connection outboxes with their sends and digests, and dead
 //! letters.
 //!
@@ -115,9 +115,10 @@ pub trait Store: Send + Sync + 'static {
     /// Stores an event on `bus` already routed to `flow` under the name `rule`, with its job, in
     /// one transaction (requests to a flow's listen path). Returns the event's sequence number.
     async fn append_routed(&self, bus: &str, event: NewEvent, rule: &str, flow: &str) -> Result<i64>;
-    /// Events after the router cursor not yet routed, oldest first.
+    /// Events of `bus` after `after_seq` not yet routed, oldest first, as stored (bytes for the
+    /// router's scanner). Each bus's router lane keeps its own position.
     async fn unrouted_events(&self, bus: &str, after_seq: i64, limit: usize) -> Result<Vec<UnroutedEvent>>;
-    /// Records routings, creates their jobs and advances the cursor, in one transaction.
+    /// Records routings (the events are marked routed) and creates their jobs, in one transaction.
     async fn commit_routing(&self, routed: Vec<Routed>, now_ms: i64) -> Result<usize>;
     /// Archived events, newest first, filtered; `filter.before_seq` continues a listing.
     async fn list_events(&self, filter: EventFilter) -> Result<Vec<StoredEvent>>;

@@ -65,7 +65,7 @@ pub(super) async fn put_events(
             }
         }
         EventsAccepted { bus: &bus, count: n }.emit();
-        state.wake_router.notify_waiters();
+        state.wake_router.wake(&bus);
     }
     let failed = results.iter().filter(|r| r.get("error_code").is_some()).count();
     let answer = json!({"failed_count": failed, "entries": results});

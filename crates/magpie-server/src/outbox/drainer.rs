@@ -456,7 +456,7 @@ impl Drainer {
             SendEnded {
                 connection: &self.connection,
                 platform: platform.as_str(),
-                outcome: decision.outcome.as_str(),
+                outcome: decision.outcome,
                 messages: o.messages.len(),
                 error: error.as_deref(),
             }
