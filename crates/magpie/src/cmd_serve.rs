@@ -146,8 +146,9 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Exit> {
     init_logging();
     let mut config = None;
     if args.demo {
-        let demo =
-            ConfigDocument::from_yaml(DEMO_CONFIG).map_err(|e| anyhow!("the built-in demo configuration: {e}"))?;
+        // The demo's webhooks point at the simulator wherever it listens.
+        let text = DEMO_CONFIG.replace("http://127.0.0.1:7481/", &format!("http://{}/", args.robots_listen));
+        let demo = ConfigDocument::from_yaml(&text).map_err(|e| anyhow!("the built-in demo configuration: {e}"))?;
         start_simulator(&args.robots_listen, robots_of(&demo)).await?;
         config = Some(demo);
     }
