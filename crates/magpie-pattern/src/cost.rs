@@ -12,45 +12,81 @@ use crate::ast::{AnythingBut, FieldPattern, Leaf, ObjPattern, Pattern};
 
 /// How much an interpreted pattern costs, per unit of its size.
 const INTERPRETED: u64 = 10;
+/// The matcher expands a pattern into at most this many alternatives; past it, the pattern is
+/// interpreted (as `crate::matcher` does).
+const MAX_ALTERNATIVES: u64 = 256;
 
 impl Pattern {
     /// The estimated cost of matching this pattern against one event, in indexed comparisons.
     pub fn cost(&self) -> u64 {
-        let (size, interpreted) = obj(&self.root);
-        let alternatives = alternatives(&self.root);
-        let base = size.saturating_mul(alternatives);
-        if interpreted { base.saturating_mul(INTERPRETED) } else { base }
+        let c = obj(&self.root);
+        if c.interpreted || c.alternatives > MAX_ALTERNATIVES { c.size.saturating_mul(INTERPRETED) } else { c.expanded }
     }
 }
 
-/// Size of an object pattern, and whether it needs the interpreter.
-fn obj(p: &ObjPattern) -> (u64, bool) {
-    let mut size = 0u64;
-    let mut interpreted = false;
-    for (_, f) in &p.fields {
-        match f {
-            FieldPattern::Nested(o) => {
-                let (s, i) = obj(o);
-                size = size.saturating_add(s);
-                interpreted |= i;
-            }
-            FieldPattern::Leaf(leaves) => {
-                for l in leaves {
-                    let (s, i) = leaf(l);
-                    size = size.saturating_add(s);
-                    interpreted |= i;
-                }
-            }
+/// What a part of a pattern costs.
+#[derive(Clone, Copy)]
+struct Cost {
+    /// Its operands, counted once.
+    size: u64,
+    /// How many alternatives (`$or` expanded) it has.
+    alternatives: u64,
+    /// The operands of all alternatives together: what the expanded form costs.
+    expanded: u64,
+    /// Whether the matcher hands it to the interpreter.
+    interpreted: bool,
+}
+
+impl Cost {
+    fn leaf(size: u64, interpreted: bool) -> Cost {
+        Cost { size, alternatives: 1, expanded: size, interpreted }
+    }
+
+    /// Both `self` and `other` (every alternative of one with every alternative of the other).
+    fn and(self, other: Cost) -> Cost {
+        Cost {
+            size: self.size.saturating_add(other.size),
+            alternatives: self.alternatives.saturating_mul(other.alternatives),
+            expanded: self
+                .expanded
+                .saturating_mul(other.alternatives)
+                .saturating_add(other.expanded.saturating_mul(self.alternatives)),
+            interpreted: self.interpreted || other.interpreted,
         }
+    }
+
+    /// `self` or `other`.
+    fn or(self, other: Cost) -> Cost {
+        Cost {
+            size: self.size.saturating_add(other.size),
+            alternatives: self.alternatives.saturating_add(other.alternatives),
+            expanded: self.expanded.saturating_add(other.expanded),
+            interpreted: self.interpreted || other.interpreted,
+        }
+    }
+}
+
+fn obj(p: &ObjPattern) -> Cost {
+    let mut total = Cost::leaf(0, false);
+    for (_, f) in &p.fields {
+        let part = match f {
+            FieldPattern::Nested(o) => obj(o),
+            // A field's alternatives are one indexed condition: their operands add up.
+            FieldPattern::Leaf(leaves) => leaves
+                .iter()
+                .map(leaf)
+                .fold(Cost::leaf(0, false), |a, (s, i)| Cost::leaf(a.size.saturating_add(s), a.interpreted || i)),
+        };
+        total = total.and(part);
     }
     for group in &p.ors {
-        for branch in group {
-            let (s, i) = obj(branch);
-            size = size.saturating_add(s);
-            interpreted |= i;
-        }
+        let any = group.iter().map(obj).reduce(Cost::or).unwrap_or(Cost::leaf(0, false));
+        total = total.and(any);
     }
-    (size.max(1), interpreted)
+    if total.size == 0 {
+        total = Cost::leaf(1, total.interpreted);
+    }
+    total
 }
 
 fn leaf(l: &Leaf) -> (u64, bool) {
@@ -74,26 +110,8 @@ fn leaf(l: &Leaf) -> (u64, bool) {
             false,
         ),
         Leaf::Contain(parts) => (2 * parts.len() as u64, false),
-        Leaf::Array(inner) => {
-            let (s, _) = obj(inner);
-            (s, true)
-        }
+        Leaf::Array(inner) => (obj(inner).size, true),
     }
-}
-
-/// How many alternatives `$or` expands the pattern into.
-fn alternatives(p: &ObjPattern) -> u64 {
-    let mut n = 1u64;
-    for (_, f) in &p.fields {
-        if let FieldPattern::Nested(o) = f {
-            n = n.saturating_mul(alternatives(o));
-        }
-    }
-    for group in &p.ors {
-        let branches: u64 = group.iter().map(alternatives).fold(0u64, u64::saturating_add);
-        n = n.saturating_mul(branches.max(1));
-    }
-    n
 }
 
 #[cfg(test)]
@@ -110,9 +128,20 @@ mod tests {
         assert_eq!(simple, 1);
         assert_eq!(cost(r#"{"source": ["a", "b", "c"], "type": [{"prefix": "cvm:"}]}"#), 4);
         assert!(cost(r#"{"subject": [{"wildcard": "*a*b*c*"}]}"#) > 4 * simple);
-        let or = cost(r#"{"$or": [{"a": ["1"]}, {"b": ["2"]}], "c": ["3"]}"#);
-        assert_eq!(or, 3 * 2, "size 3, two alternatives");
-        let interpreted = cost(r#"{"a": [{"exists": false}]}"#);
-        assert_eq!(interpreted, 10);
+        // Two alternatives, each of two operands (its branch and the shared `c`).
+        assert_eq!(cost(r#"{"$or": [{"a": ["1"]}, {"b": ["2"]}], "c": ["3"]}"#), 4);
+        assert_eq!(cost(r#"{"a": [{"exists": false}]}"#), 10);
+    }
+
+    #[test]
+    fn a_flat_or_costs_what_as_many_rules_would() {
+        let branches: Vec<String> = (0..500).map(|i| format!(r#"{{"k{i}": ["v"]}}"#)).collect();
+        let flat = format!(r#"{{"$or": [{}]}}"#, branches.join(","));
+        // Past 256 alternatives the matcher interprets it: ten per operand.
+        assert_eq!(cost(&flat), 5_000);
+        let few = format!(r#"{{"$or": [{}]}}"#, branches[..100].join(","));
+        assert_eq!(cost(&few), 100, "as 100 one-operand rules");
+        // (a|b) and (c|d): four alternatives of two operands.
+        assert_eq!(cost(r#"{"$or": [{"a": ["1"]}, {"b": ["2"]}], "x": {"$or": [{"c": ["3"]}, {"d": ["4"]}]}}"#), 8);
     }
 }

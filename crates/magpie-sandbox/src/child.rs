@@ -22,6 +22,24 @@ pub(crate) fn serve() -> ! {
             std::process::exit(70);
         }
     };
+    // Code and values may nest deeply: evaluate on a thread with a big stack.
+    let worker = std::thread::Builder::new()
+        .name("magpie-sandbox".into())
+        .stack_size(magpie_flow::budget::STACK_BYTES)
+        .spawn(move || answer_requests(answers));
+    match worker {
+        Ok(w) => {
+            let _ = w.join();
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("magpie sandbox: no thread to evaluate on: {e}");
+            std::process::exit(70)
+        }
+    }
+}
+
+fn answer_requests(answers: File) {
     let mut input = BufReader::new(std::io::stdin().lock());
     let mut output = BufWriter::new(answers);
     let mut cache: HashMap<u64, Compiled> = HashMap::new();

@@ -101,7 +101,11 @@ impl Sandbox {
         };
         match &self.0 {
             Inner::Processes(pool) => pool.eval(program, msg).await,
-            Inner::InProcess(local) => local.eval(program.clone(), msg.to_json()).await,
+            Inner::InProcess(local) => {
+                let json = msg.to_json();
+                check_message_size(json.to_string().len())?;
+                local.eval(program.clone(), json).await
+            }
         }
     }
 
@@ -112,6 +116,19 @@ impl Sandbox {
             Inner::InProcess(l) => l.describe(),
         }
     }
+}
+
+/// Refuses to evaluate over a message larger than [`budget::MESSAGE_BYTES`].
+fn check_message_size(bytes: usize) -> Result<(), String> {
+    if bytes > budget::MESSAGE_BYTES {
+        return Err(format!(
+            "the message is {} KiB, more than the {} KiB an expression may be given (variables add up: \
+             remove-variable what is no longer needed, or keep only the fields you use)",
+            bytes >> 10,
+            budget::MESSAGE_BYTES >> 10
+        ));
+    }
+    Ok(())
 }
 
 /// A program evaluated over a message, as the sandboxes see it.

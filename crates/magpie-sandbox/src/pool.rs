@@ -61,6 +61,7 @@ impl Pool {
 
     pub(crate) async fn eval(&self, program: &Program, msg: &Message) -> Result<Value, String> {
         let body = serde_json::to_vec(&msg.view()).map_err(|e| format!("the message cannot be encoded: {e}"))?;
+        crate::check_message_size(body.len())?;
         let Ok(_slot) = self.slots.acquire().await else { return Err("the sandbox is shut down".into()) };
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut worker = match idle {
@@ -88,18 +89,26 @@ impl Pool {
 
     fn explain(&self, lost: &Lost, status: Option<ExitStatus>, stderr: &Mutex<Vec<u8>>) -> String {
         let tail = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|p| p.into_inner())).trim().to_string();
-        let last = tail.lines().last().unwrap_or("").to_string();
-        let limit = self.opts.time_limit.as_secs_f64();
+        // The line that says why, not the notes the runtime adds after it.
+        let line = |needle: &str| tail.lines().find(|l| l.contains(needle)).map(|l| l.trim().to_string());
+        let last = tail.lines().rev().find(|l| !l.trim_start().starts_with("note:")).unwrap_or("").trim().to_string();
+        let memory = self.opts.memory_bytes >> 20;
         match lost {
-            Lost::Timeout => format!("it ran longer than the {limit:.1} s time limit and was stopped"),
+            Lost::Timeout => format!(
+                "it ran longer than the {} s time limit and was stopped",
+                magpie_flow::budget::TIME_LIMIT.as_secs()
+            ),
             Lost::Garbled(why) => format!("the sandbox answered nonsense ({why}) and was replaced"),
-            Lost::Died if tail.contains("memory allocation") || tail.contains("out of memory") => format!(
-                "it needed more memory than the {} MiB an evaluation may use ({last})",
-                self.opts.memory_bytes >> 20
+            Lost::Died if line("memory allocation").is_some() => format!(
+                "it needed more memory than the {memory} MiB an evaluation may use ({})",
+                line("memory allocation").unwrap_or_default()
+            ),
+            Lost::Died if line("overflowed its stack").is_some() => format!(
+                "it nested or recursed too deep for the {} MiB stack an evaluation has (stack overflow)",
+                magpie_flow::budget::STACK_BYTES >> 20
             ),
             Lost::Died if status.is_some_and(|s| s.signal() == Some(libc::SIGABRT)) => format!(
-                "it died (SIGABRT), most likely needing more memory than the {} MiB an evaluation may use{}",
-                self.opts.memory_bytes >> 20,
+                "it died (SIGABRT): it needed more memory than the {memory} MiB an evaluation may use, or more stack{}",
                 if last.is_empty() { String::new() } else { format!(" ({last})") }
             ),
             Lost::Died => {

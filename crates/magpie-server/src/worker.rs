@@ -268,6 +268,54 @@ pub(crate) fn flow_message(
     msg
 }
 
+/// Members of a step record's detail larger than this are stored shortened: the trace shows what a
+/// step did, it does not keep every megabyte a variable held.
+const DETAIL_MEMBER_BYTES: usize = 16 << 10;
+
+/// `detail` with every member larger than [`DETAIL_MEMBER_BYTES`] replaced by the start of its
+/// JSON text and its size.
+fn shortened(detail: Value) -> Value {
+    let Value::Object(members) = detail else { return detail };
+    Value::Object(
+        members
+            .into_iter()
+            .map(|(k, v)| {
+                if json_larger_than(&v, DETAIL_MEMBER_BYTES) {
+                    let text = v.to_string();
+                    let mut end = 1024.min(text.len());
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    (k, json!(format!("{}… (shortened: {} bytes in all)", &text[..end], text.len())))
+                } else {
+                    (k, v)
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Whether `v` as JSON text is larger than `cap` bytes (counted roughly, stopping past `cap`).
+fn json_larger_than(v: &Value, cap: usize) -> bool {
+    fn walk(v: &Value, left: &mut isize) {
+        if *left < 0 {
+            return;
+        }
+        match v {
+            Value::String(s) => *left -= s.len() as isize + 2,
+            Value::Array(a) => a.iter().for_each(|x| walk(x, left)),
+            Value::Object(o) => o.iter().for_each(|(k, x)| {
+                *left -= k.len() as isize + 3;
+                walk(x, left)
+            }),
+            _ => *left -= 8,
+        }
+    }
+    let mut left = cap as isize;
+    walk(v, &mut left);
+    left < 0
+}
+
 struct JobEffects<'a> {
     state: &'a Arc<AppState>,
     job: &'a Job,
@@ -334,7 +382,7 @@ impl Effects for JobEffects<'_> {
             path: rec.path,
             kind: rec.kind,
             status: rec.status,
-            detail: rec.detail,
+            detail: shortened(rec.detail),
             at: magpie_core::now_ms(),
         };
         self.unwritten.lock().unwrap_or_else(|p| p.into_inner()).push(row);

@@ -42,6 +42,14 @@ pub mod budget {
     /// The memory a sandbox process may map, in bytes: what no check inside the interpreter can
     /// bound (one `[0] * 2000000000`) the operating system does.
     pub const PROCESS_MEMORY_BYTES: u64 = 512 << 20;
+    /// The stack that checking and evaluating code runs on, in bytes (deeply nested code and
+    /// values recurse).
+    pub const STACK_BYTES: usize = 64 << 20;
+    /// The longest code one expression string may hold, in bytes.
+    pub const CODE_BYTES: usize = 64 << 10;
+    /// The largest message (payload, variables, attributes) an expression may be given, in bytes
+    /// of JSON: flow variables add up, and a run must not grow without bound.
+    pub const MESSAGE_BYTES: usize = 4 << 20;
 }
 
 /// An expression error: where and why.

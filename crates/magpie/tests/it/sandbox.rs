@@ -144,6 +144,49 @@ fn code_that_would_run_at_load_is_refused_when_saved() {
     let (st, v) = http_send("POST", &format!("{url}/v1/apply"), "application/json", doc);
     assert_eq!(st, 400, "{v}");
     assert_eq!(get(&format!("{url}/v1/flows")), json!([]), "nothing was saved");
+    // Deeply nested code is checked on a thread with a stack for it, and too long code is refused:
+    // saving never takes the server down.
+    let deep = format!("def dw_process(msg):\n    return {}1{}", "(".repeat(3000), ")".repeat(3000));
+    let long = format!("def dw_process(msg):\n    return 1{}", "+1".repeat(100_000));
+    let nested = format!("X = {}1{}\ndef dw_process(msg):\n    return 1", "[".repeat(20_000), "]".repeat(20_000));
+    for (name, code, accepted) in
+        [("deep-parens", &deep, true), ("long-sum", &long, false), ("nested-list", &nested, true)]
+    {
+        let doc = json!({"flows": [flow(name, code)]}).to_string();
+        let (st, v) = http_send("POST", &format!("{url}/v1/apply"), "application/json", doc);
+        assert_eq!(st == 200, accepted, "{name}: {st} {v}");
+        if !accepted {
+            assert!(v.to_string().contains("more than the 64 KiB"), "{name}: {v}");
+        }
+        assert_eq!(http_get(&format!("{url}/healthz")).unwrap().0, 200, "{name}: the server lives");
+    }
+}
+
+#[test]
+fn variables_that_add_up_are_stopped_and_traces_stay_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("magpie.json");
+    let fat = "def dw_process(msg):\n  return 'a' * 1000000";
+    let steps: Vec<Value> = (0..8).map(|i| json!({"set-variable": {"name": format!("v{i}"), "value": fat}})).collect();
+    let doc = json!({"flows": [{"name": "fat", "steps": [{"try": {"steps": steps, "catch": [{"errors": ["FLOW:EXPRESSION"], "steps": [
+            {"remove-variable": {"name": "v0"}},
+            {"set-variable": {"name": "caught", "value": "{{ error.desc }}"}}]}]}}]}],
+        "rules": [{"name": "fat-rule", "pattern": {"source": ["hostile"]}, "targets": [{"flow": "fat"}]}]});
+    std::fs::write(&cfg, doc.to_string()).unwrap();
+    let server = serve(dir.path(), Some(&cfg), "fat");
+    let url = server.url();
+    let id = put(&url, "fat");
+    let run = eventually(30, "the run to end", || {
+        let t = trace(&url, &id);
+        let run = t["runs"].as_array()?.first()?.clone();
+        (run["status"] == "done" || run["status"] == "failed").then_some(run)
+    });
+    assert_eq!(run["status"], "done", "{run:#}");
+    let caught = step(&run, "set-variable", "caught").unwrap_or_else(|| panic!("{run:#}"));
+    let text = caught["detail"]["value"].as_str().unwrap();
+    assert!(text.contains("more than the 4096 KiB an expression may be given"), "{text}");
+    let trace_bytes = trace(&url, &id).to_string().len();
+    assert!(trace_bytes < 256 << 10, "the trace keeps what the steps did, not every megabyte: {trace_bytes} bytes");
 }
 
 #[test]
