@@ -99,6 +99,10 @@ impl Sandbox {
             Expr::Literal(v) => return Ok(v.clone()),
             Expr::Code(p) => p,
         };
+        // A template that only looks fields up is rendered here: no round trip, no copy.
+        if let Some(v) = program.render_lookups(msg) {
+            return Ok(v);
+        }
         match &self.0 {
             Inner::Processes(pool) => pool.eval(program, msg).await,
             Inner::InProcess(local) => {

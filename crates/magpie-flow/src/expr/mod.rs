@@ -15,8 +15,11 @@
 //! - [`Compiled`] is a program made ready to run, in the process that runs it, with the budgets
 //!   of [`budget`]: every breach is an error, never a panic.
 
+mod lookup;
 mod python;
 mod template;
+
+pub use lookup::Lookups;
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -68,6 +71,8 @@ pub struct ExprError {
 pub struct Program {
     id: u64,
     source: Value,
+    /// The source as field lookups, when it is a template that does nothing more.
+    lookups: Option<Lookups>,
 }
 
 impl Program {
@@ -75,7 +80,14 @@ impl Program {
     pub fn unchecked(source: Value) -> Program {
         let mut h = std::hash::DefaultHasher::new();
         source.to_string().hash(&mut h);
-        Program { id: h.finish(), source }
+        let lookups = source.as_str().filter(|s| template::is_template(s)).and_then(Lookups::parse);
+        Program { id: h.finish(), source, lookups }
+    }
+
+    /// Renders it here, from the borrowed message, when it only looks fields up and they are
+    /// of kinds rendered exactly so; `None` means it needs the template engine (a sandbox).
+    pub fn render_lookups(&self, msg: &Message) -> Option<Value> {
+        self.lookups.as_ref()?.render(msg, budget::OUTPUT_BYTES).map(Value::String)
     }
 
     /// Its id: a hash of the source.
@@ -113,7 +125,10 @@ impl Expr {
     pub fn eval_here(&self, msg: &Message) -> Result<Value, String> {
         match self {
             Expr::Literal(v) => Ok(v.clone()),
-            Expr::Code(p) => Compiled::build(p.source())?.eval(&msg.to_json()),
+            Expr::Code(p) => match p.render_lookups(msg) {
+                Some(v) => Ok(v),
+                None => Compiled::build(p.source())?.eval(&msg.to_json()),
+            },
         }
     }
 }

@@ -54,14 +54,14 @@ impl Templates {
     /// Renders template `i` over the message JSON.
     pub(super) fn render(&self, i: usize, msg: &Value) -> Result<String, String> {
         let template = self.env.get_template(&i.to_string()).map_err(|e| format!("template: {e}"))?;
-        let field = |k: &str| minijinja::Value::from_serialize(msg.get(k).unwrap_or(&Value::Null));
+        let field = |k: &str| to_jinja(msg.get(k).unwrap_or(&Value::Null));
         let ctx = minijinja::context! {
             payload => field("payload"),
             vars => field("vars"),
             attrs => field("attrs"),
             error => field("error"),
             id => field("id"),
-            msg => minijinja::Value::from_serialize(msg),
+            msg => to_jinja(msg),
         };
         let mut out = Capped { buf: Vec::new(), cap: budget::OUTPUT_BYTES };
         match template.render_captured_to(ctx, &mut out).map(|_| ()) {
@@ -75,6 +75,24 @@ impl Templates {
             )),
             Err(e) => Err(format!("template: {e}")),
         }
+    }
+}
+
+/// A JSON value as a template value. Converted by hand: serde_json's arbitrary-precision numbers
+/// (which starlark turns on) would reach the template engine as maps, not numbers.
+fn to_jinja(v: &Value) -> minijinja::Value {
+    match v {
+        Value::Null => minijinja::Value::from(()),
+        Value::Bool(b) => minijinja::Value::from(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => minijinja::Value::from(i),
+            (None, Some(u), _) => minijinja::Value::from(u),
+            (None, None, Some(f)) => minijinja::Value::from(f),
+            (None, None, None) => minijinja::Value::from(n.to_string()),
+        },
+        Value::String(s) => minijinja::Value::from(s.as_str()),
+        Value::Array(a) => minijinja::Value::from(a.iter().map(to_jinja).collect::<Vec<_>>()),
+        Value::Object(o) => o.iter().map(|(k, v)| (k.as_str(), to_jinja(v))).collect(),
     }
 }
 

@@ -83,6 +83,19 @@ fn templates_and_literals() {
     assert_eq!(eval("{{ vars.body.region }}/{{ payload.subject }}").unwrap(), "ap-guangzhou/ins-1");
     assert_eq!(eval("{{ vars.nothing.deeper }}").unwrap(), "");
     assert_eq!(eval("plain").unwrap(), "plain");
+    // Numbers render as numbers (serde_json's arbitrary precision, which starlark enables, once
+    // made them maps), through the engine and through the fast path alike.
+    let mut m = msg();
+    m.payload["cpu"] = json!(97);
+    m.payload["load"] = json!(1.5);
+    for t in ["{{ payload.cpu }}%", "{{ payload.cpu + 1 }}%", "{{ payload.load }}"] {
+        let want = match t {
+            "{{ payload.cpu }}%" => "97%",
+            "{{ payload.cpu + 1 }}%" => "98%",
+            _ => "1.5",
+        };
+        assert_eq!(Expr::compile(&json!(t), "x").unwrap().eval_here(&m).unwrap(), want, "{t}");
+    }
     assert!(matches!(Expr::compile(&json!({"a": 1, "b": ["x"]}), "v").unwrap(), Expr::Literal(_)));
     let obj = Expr::compile(&json!({"a": "{{ id }}", "b": [1, "x"]}), "v").unwrap();
     assert!(matches!(obj, Expr::Code(_)));
