@@ -101,7 +101,7 @@ impl Sandbox {
         };
         // A template that only looks fields up is rendered here: no round trip, no copy.
         if let Some(v) = program.render_lookups(msg) {
-            return Ok(v);
+            return v;
         }
         match &self.0 {
             Inner::Processes(pool) => pool.eval(program, msg).await,
@@ -125,12 +125,7 @@ impl Sandbox {
 /// Refuses to evaluate over a message larger than [`budget::MESSAGE_BYTES`].
 fn check_message_size(bytes: usize) -> Result<(), String> {
     if bytes > budget::MESSAGE_BYTES {
-        return Err(format!(
-            "the message is {} KiB, more than the {} KiB an expression may be given (variables add up: \
-             remove-variable what is no longer needed, or keep only the fields you use)",
-            bytes >> 10,
-            budget::MESSAGE_BYTES >> 10
-        ));
+        return Err(magpie_flow::expr::message_too_large(bytes));
     }
     Ok(())
 }

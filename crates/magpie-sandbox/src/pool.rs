@@ -195,6 +195,13 @@ impl Worker {
         }
         let mut buf = vec![0; len];
         self.stdout.read_exact(&mut buf).await.map_err(|_| Lost::Died)?;
-        serde_json::from_slice(&buf).map_err(|e| Lost::Garbled(e.to_string()))
+        match serde_json::from_slice(&buf) {
+            Ok(answer) => Ok(answer),
+            // The whole frame was read, so the process is still in step: only the value is refused.
+            Err(e) if e.to_string().contains("recursion limit") => {
+                Ok(Answer::Err("the result nests deeper than the 128 levels a value may have".into()))
+            }
+            Err(e) => Err(Lost::Garbled(e.to_string())),
+        }
     }
 }

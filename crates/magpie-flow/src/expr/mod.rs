@@ -85,9 +85,15 @@ impl Program {
     }
 
     /// Renders it here, from the borrowed message, when it only looks fields up and they are
-    /// of kinds rendered exactly so; `None` means it needs the template engine (a sandbox).
-    pub fn render_lookups(&self, msg: &Message) -> Option<Value> {
-        self.lookups.as_ref()?.render(msg, budget::OUTPUT_BYTES).map(Value::String)
+    /// of kinds rendered exactly so; `None` means it needs the template engine (a sandbox). The
+    /// message budget holds here as in a sandbox.
+    pub fn render_lookups(&self, msg: &Message) -> Option<Result<Value, String>> {
+        let lookups = self.lookups.as_ref()?;
+        let size = message_size(msg, budget::MESSAGE_BYTES);
+        if size > budget::MESSAGE_BYTES {
+            return Some(Err(message_too_large(size)));
+        }
+        lookups.render(msg, budget::OUTPUT_BYTES).map(|s| Ok(Value::String(s)))
     }
 
     /// Its id: a hash of the source.
@@ -112,8 +118,23 @@ pub enum Expr {
 
 impl Expr {
     /// Checks `value` and compiles it; `path` names it in errors. Runs no user code.
+    ///
+    /// The check runs on a thread with a big stack: parsers recurse on
+    /// deeply nested or long-chained code, and the caller's (an async worker's) stack is small.
     pub fn compile(value: &Value, path: &str) -> Result<Expr, ExprError> {
-        if check(value, path)? {
+        let has_code = {
+            let (owned, at) = (value.clone(), path.to_string());
+            let spawned = std::thread::Builder::new()
+                .name("magpie-check".into())
+                .stack_size(CHECK_STACK_BYTES)
+                .spawn(move || check(&owned, &at));
+            let fail = |reason: String| ExprError { path: path.to_string(), reason };
+            match spawned {
+                Ok(handle) => handle.join().unwrap_or_else(|_| Err(fail("the checker gave up on this code".into())))?,
+                Err(e) => return Err(fail(format!("no thread to check the code on: {e}"))),
+            }
+        };
+        if has_code {
             Ok(Expr::Code(Arc::new(Program::unchecked(value.clone()))))
         } else {
             Ok(Expr::Literal(value.clone()))
@@ -126,7 +147,7 @@ impl Expr {
         match self {
             Expr::Literal(v) => Ok(v.clone()),
             Expr::Code(p) => match p.render_lookups(msg) {
-                Some(v) => Ok(v),
+                Some(v) => v,
                 None => Compiled::build(p.source())?.eval(&msg.to_json()),
             },
         }
@@ -222,6 +243,32 @@ fn build(value: &Value, templates: &mut template::Templates) -> Result<Node, Str
         Value::Array(a) => Node::Array(a.iter().map(|v| build(v, templates)).collect::<Result<_, _>>()?),
         other => Node::Literal(other.clone()),
     })
+}
+
+/// The stack saving a flow checks code on: room for the deepest recursion code of
+/// [`budget::CODE_BYTES`] can cause (64 K unary operators in a row); only touched pages are used.
+const CHECK_STACK_BYTES: usize = 256 << 20;
+
+/// Why an expression is not given a message of `bytes` bytes.
+pub fn message_too_large(bytes: usize) -> String {
+    format!(
+        "the message is {} KiB, more than the {} KiB an expression may be given (variables add up: \
+         remove-variable what is no longer needed, or keep only the fields you use)",
+        bytes >> 10,
+        budget::MESSAGE_BYTES >> 10
+    )
+}
+
+/// The size of `msg` as JSON text, roughly, counted up to `cap`.
+fn message_size(msg: &Message, cap: usize) -> usize {
+    let mut total = msg.id.len() + 64 + json_size(&msg.payload, cap);
+    for (k, v) in msg.vars.iter().chain(msg.attrs.iter()) {
+        if total > cap {
+            break;
+        }
+        total += k.len() + 3 + json_size(v, cap);
+    }
+    total
 }
 
 /// The size of `v` as JSON text, roughly (strings by their bytes), counted up to `cap`.

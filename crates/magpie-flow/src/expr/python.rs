@@ -49,16 +49,6 @@ fn parse(code: &str) -> Result<AstModule, String> {
     AstModule::parse("dw_process", dedent(code), &Dialect::Extended).map_err(|e| format!("python: {e}"))
 }
 
-/// Runs `f` on a thread with [`budget::STACK_BYTES`] of stack: parsing and walking deeply nested
-/// code recurse, and must not overflow the caller's (an async worker's) small stack.
-fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
-    let spawned = std::thread::Builder::new().name("magpie-check".into()).stack_size(budget::STACK_BYTES).spawn(f);
-    match spawned {
-        Ok(handle) => handle.join().unwrap_or_else(|_| Err("python: the checker gave up on this code".into())),
-        Err(e) => Err(format!("python: no thread to check the code on: {e}")),
-    }
-}
-
 /// Checks a function's source: it parses, defines `dw_process`, and holds nothing at top level
 /// but `def`s, constant assignments, docstrings and `pass` — nothing that would run when loaded.
 pub(super) fn check(code: &str) -> Result<(), String> {
@@ -69,8 +59,7 @@ pub(super) fn check(code: &str) -> Result<(), String> {
             budget::CODE_BYTES >> 10
         ));
     }
-    let code = code.to_string();
-    on_big_stack(move || check_here(&code))
+    check_here(code)
 }
 
 fn check_here(code: &str) -> Result<(), String> {
@@ -212,7 +201,6 @@ impl Function {
         if code.len() > budget::CODE_BYTES {
             return Err(format!("python: the code is more than the {} KiB allowed", budget::CODE_BYTES >> 10));
         }
-        // The evaluating thread has a big stack (a sandbox's worker): check here.
         check_here(code)?;
         let ast = parse(code)?;
         guarded(|| {
