@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::os::fd::FromRawFd;
 
-use magpie_flow::{Compiled, Program};
+use magpie_flow::Compiled;
 
 use crate::protocol::{Answer, Request, read_frame, write_frame};
 
@@ -62,8 +62,7 @@ fn answer(frame: &[u8], cache: &mut HashMap<u64, Compiled>) -> Answer {
     };
     if !cache.contains_key(&req.id) {
         let Some(source) = req.source else { return Answer::Unknown(true) };
-        let program = Program::unchecked(source);
-        let compiled = match crate::build(&program) {
+        let compiled = match Compiled::build(&source) {
             Ok(c) => c,
             Err(e) => return Answer::Err(e),
         };
@@ -73,7 +72,7 @@ fn answer(frame: &[u8], cache: &mut HashMap<u64, Compiled>) -> Answer {
         cache.insert(req.id, compiled);
     }
     match cache.get(&req.id) {
-        Some(c) => match crate::evaluate(c, &req.msg) {
+        Some(c) => match c.eval(&req.msg) {
             Ok(v) => Answer::Ok(v),
             Err(e) => Answer::Err(e),
         },

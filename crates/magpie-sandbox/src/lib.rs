@@ -10,7 +10,7 @@
 //! that dies or is stopped is replaced; the evaluation it was running ends with an error that
 //! says why, which the flow sees as `FLOW:EXPRESSION`.
 //!
-//! Must not know: flows, steps, stores or connectors — it evaluates a [`Program`] over a
+//! Must not know: flows, steps, stores or connectors — it evaluates a [`magpie_flow::Program`] over a
 //! [`Message`] and answers a value or a reason.
 //!
 //! [`Sandbox::in_process`] evaluates on a bounded pool of threads instead: for tests and tools
@@ -25,7 +25,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use magpie_flow::{Expr, Message, Program, budget};
+use magpie_flow::{Expr, Message, budget};
 use serde_json::Value;
 
 /// The environment variable that makes an executable a sandbox process.
@@ -128,14 +128,4 @@ fn check_message_size(bytes: usize) -> Result<(), String> {
         return Err(magpie_flow::expr::message_too_large(bytes));
     }
     Ok(())
-}
-
-/// A program evaluated over a message, as the sandboxes see it.
-fn evaluate(compiled: &magpie_flow::Compiled, msg: &Value) -> Result<Value, String> {
-    compiled.eval(msg)
-}
-
-/// Builds a program (its templates parsed, its functions defined).
-fn build(program: &Program) -> Result<magpie_flow::Compiled, String> {
-    magpie_flow::Compiled::build(program.source())
 }

@@ -31,7 +31,7 @@ impl Local {
             let compiled = match cached {
                 Some(c) => c,
                 None => {
-                    let c = Arc::new(crate::build(&program)?);
+                    let c = Arc::new(Compiled::build(program.source())?);
                     let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
                     if cache.len() >= 4_096 {
                         cache.clear();
@@ -40,7 +40,7 @@ impl Local {
                     c
                 }
             };
-            crate::evaluate(&compiled, &msg)
+            compiled.eval(&msg)
         });
         run.await.map_err(|e| format!("the evaluation failed: {e}"))?
     }

@@ -280,7 +280,7 @@ fn shortened(detail: Value) -> Value {
         members
             .into_iter()
             .map(|(k, v)| {
-                if json_larger_than(&v, DETAIL_MEMBER_BYTES) {
+                if magpie_flow::expr::json_size(&v, DETAIL_MEMBER_BYTES) > DETAIL_MEMBER_BYTES {
                     let text = v.to_string();
                     let mut end = 1024.min(text.len());
                     while !text.is_char_boundary(end) {
@@ -293,27 +293,6 @@ fn shortened(detail: Value) -> Value {
             })
             .collect(),
     )
-}
-
-/// Whether `v` as JSON text is larger than `cap` bytes (counted roughly, stopping past `cap`).
-fn json_larger_than(v: &Value, cap: usize) -> bool {
-    fn walk(v: &Value, left: &mut isize) {
-        if *left < 0 {
-            return;
-        }
-        match v {
-            Value::String(s) => *left -= s.len() as isize + 2,
-            Value::Array(a) => a.iter().for_each(|x| walk(x, left)),
-            Value::Object(o) => o.iter().for_each(|(k, x)| {
-                *left -= k.len() as isize + 3;
-                walk(x, left)
-            }),
-            _ => *left -= 8,
-        }
-    }
-    let mut left = cap as isize;
-    walk(v, &mut left);
-    left < 0
 }
 
 struct JobEffects<'a> {

@@ -249,6 +249,18 @@ fn build(value: &Value, templates: &mut template::Templates) -> Result<Node, Str
 /// [`budget::CODE_BYTES`] can cause (64 K unary operators in a row); only touched pages are used.
 const CHECK_STACK_BYTES: usize = 256 << 20;
 
+/// Refuses code longer than [`budget::CODE_BYTES`]; `what` is `python` or `template`.
+fn check_code_size(what: &str, code: &str) -> Result<(), String> {
+    if code.len() > budget::CODE_BYTES {
+        return Err(format!(
+            "{what}: the code is {} KiB, more than the {} KiB an expression may hold",
+            code.len() >> 10,
+            budget::CODE_BYTES >> 10
+        ));
+    }
+    Ok(())
+}
+
 /// Why an expression is not given a message of `bytes` bytes.
 pub fn message_too_large(bytes: usize) -> String {
     format!(
@@ -271,8 +283,9 @@ fn message_size(msg: &Message, cap: usize) -> usize {
     total
 }
 
-/// The size of `v` as JSON text, roughly (strings by their bytes), counted up to `cap`.
-fn json_size(v: &Value, cap: usize) -> usize {
+/// The size of `v` as JSON text, roughly (strings by their bytes), counted up to `cap`: cheap
+/// for any value, since the walk stops once past `cap`.
+pub fn json_size(v: &Value, cap: usize) -> usize {
     fn walk(v: &Value, total: &mut usize, cap: usize) {
         if *total > cap {
             return;

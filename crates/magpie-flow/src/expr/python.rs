@@ -52,13 +52,7 @@ fn parse(code: &str) -> Result<AstModule, String> {
 /// Checks a function's source: it parses, defines `dw_process`, and holds nothing at top level
 /// but `def`s, constant assignments, docstrings and `pass` — nothing that would run when loaded.
 pub(super) fn check(code: &str) -> Result<(), String> {
-    if code.len() > budget::CODE_BYTES {
-        return Err(format!(
-            "python: the code is {} KiB, more than the {} KiB an expression may hold",
-            code.len() >> 10,
-            budget::CODE_BYTES >> 10
-        ));
-    }
+    super::check_code_size("python", code)?;
     check_here(code)
 }
 
@@ -198,10 +192,7 @@ pub(super) struct Function(OwnedFrozenValue);
 impl Function {
     /// Defines the function: runs the (checked) top level within the budgets.
     pub(super) fn load(code: &str) -> Result<Function, String> {
-        if code.len() > budget::CODE_BYTES {
-            return Err(format!("python: the code is more than the {} KiB allowed", budget::CODE_BYTES >> 10));
-        }
-        check_here(code)?;
+        check(code)?;
         let ast = parse(code)?;
         guarded(|| {
             let frozen = Module::with_temp_heap(|module| -> Result<_, String> {

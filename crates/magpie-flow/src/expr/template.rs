@@ -22,13 +22,7 @@ fn environment() -> minijinja::Environment<'static> {
 
 /// Checks that `s` parses (minijinja bounds its own nesting).
 pub(super) fn check(s: &str) -> Result<(), String> {
-    if s.len() > budget::CODE_BYTES {
-        return Err(format!(
-            "template: it is {} KiB, more than the {} KiB an expression may hold",
-            s.len() >> 10,
-            budget::CODE_BYTES >> 10
-        ));
-    }
+    super::check_code_size("template", s)?;
     environment().template_from_str(s).map(|_| ()).map_err(|e| format!("template: {e}"))
 }
 

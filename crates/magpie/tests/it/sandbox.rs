@@ -82,6 +82,15 @@ fn watch_health(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<D
     })
 }
 
+/// The event's first flow run, once it has ended (`also` runs at every poll).
+fn ended_run(url: &str, id: &str, secs: u64, mut also: impl FnMut()) -> Value {
+    eventually(secs, &format!("the run of {id} to end"), || {
+        also();
+        let run = trace(url, id)["runs"].as_array()?.first()?.clone();
+        (run["status"] == "done" || run["status"] == "failed").then_some(run)
+    })
+}
+
 fn step<'a>(run: &'a Value, kind: &str, name: &str) -> Option<&'a Value> {
     run["steps"].as_array()?.iter().find(|s| s["kind"] == kind && s["detail"]["name"] == name)
 }
@@ -102,12 +111,7 @@ fn hostile_expressions_cost_their_run_and_the_server_keeps_serving() {
     ids.extend((0..6).map(|_| (put(&url, "slow-loop"), "slow-loop", &["time limit"][..])));
     let started = Instant::now();
     for (id, name, want) in &ids {
-        let t = eventually(60, &format!("the {name} run to end"), || {
-            peak_rss = peak_rss.max(rss_bytes(server.child.id()).unwrap_or(0));
-            let t = trace(&url, id);
-            let run = t["runs"].as_array()?.first()?.clone();
-            (run["status"] == "done" || run["status"] == "failed").then_some(run)
-        });
+        let t = ended_run(&url, id, 60, || peak_rss = peak_rss.max(rss_bytes(server.child.id()).unwrap_or(0)));
         assert_eq!(t["status"], "done", "{name}: the catch handled the error: {t:#}");
         let caught = step(&t, "set-variable", "caught").unwrap_or_else(|| panic!("{name}: no catch step: {t:#}"));
         let text = caught["detail"]["value"].as_str().unwrap();
@@ -195,11 +199,7 @@ fn variables_that_add_up_are_stopped_and_traces_stay_small() {
     let server = serve(dir.path(), Some(&cfg), "fat");
     let url = server.url();
     let id = put(&url, "fat");
-    let run = eventually(30, "the run to end", || {
-        let t = trace(&url, &id);
-        let run = t["runs"].as_array()?.first()?.clone();
-        (run["status"] == "done" || run["status"] == "failed").then_some(run)
-    });
+    let run = ended_run(&url, &id, 30, || {});
     assert_eq!(run["status"], "done", "{run:#}");
     let caught = step(&run, "set-variable", "caught").unwrap_or_else(|| panic!("{run:#}"));
     let text = caught["detail"]["value"].as_str().unwrap();
