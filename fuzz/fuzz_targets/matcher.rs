@@ -18,6 +18,10 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         json!({"$or": [{"a": {"x": [1]}}, {"a": {"y": [{"exists": true}]}}], "a": {"z": [{"anything-but": {"prefix": "q"}}]}}),
         json!({"cols": [{"array": "{\"name\": \"id\"}"}]}),
         json!({"s": [{"prefix": {"equals-ignore-case": "Ab"}}, {"anything-but": {"wildcard": "*x*"}}]}),
+        // AWS's later forms: anything-but lists, empty prefix, dotted keys, shellstyle.
+        json!({"t": [{"anything-but": {"prefix": ["init", "err"]}}], "detail.state": [{"prefix": ""}]}),
+        json!({"detail": {"state.status": [{"anything-but": {"suffix": ["x", "y"]}}]}, "w": [{"shellstyle": "a*b"}]}),
+        json!({"o": [{"exists": true}], "n": [{"anything-but": {"equals-ignore-case": ["A", "b"]}}]}),
     ]
     .iter()
     .map(|p| Pattern::parse(p).expect("valid fuzz pattern"))

@@ -54,6 +54,14 @@ pub enum EventError {
     /// The event nests deeper than the limit.
     #[error("event nests deeper than the limit of {0} levels")]
     TooDeep(usize),
+    /// Part of the event's JSON is refused (a duplicate key, a number no double holds).
+    #[error("{}", if path.is_empty() { reason.clone() } else { format!("{path}: {reason}") })]
+    Json {
+        /// Where in the event.
+        path: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl EventError {
@@ -65,7 +73,22 @@ impl EventError {
             EventError::Invalid { .. } => "InvalidField",
             EventError::TooLarge { .. } => "EventTooLarge",
             EventError::TooDeep(_) => "EventTooDeep",
+            EventError::Json { .. } => "InvalidJson",
         }
+    }
+
+    /// The path of the field at fault, when there is one.
+    pub fn path(&self) -> Option<String> {
+        match self {
+            EventError::Missing(f) | EventError::Invalid { field: f, .. } => Some(f.to_string()),
+            EventError::Json { path, .. } if !path.is_empty() => Some(path.clone()),
+            _ => None,
+        }
+    }
+
+    /// The first fault of a parsed document as an event error.
+    pub fn from_fault(f: &crate::json::Fault) -> Self {
+        EventError::Json { path: f.path_text(), reason: f.reason.clone() }
     }
 }
 
@@ -81,6 +104,8 @@ pub struct Event {
     /// `body` as JSON text: serialised once, here, and kept as it is from the store to the
     /// router's scanner.
     pub json: String,
+    /// Whether `body` has a dotted key (`"a.b": 1`), which patterns read as a nested field.
+    pub dotted: bool,
 }
 
 impl Event {
@@ -100,8 +125,26 @@ impl Event {
             Value::Object(o) => o,
             other => return Err(EventError::NotAnObject(json_kind(&other))),
         };
-        for field in ["id", "specversion", "type", "subject", "region", "datacontenttype", "status"] {
+        for field in ["id", "specversion", "type", "subject", "region", "datacontenttype", "dataschema", "status"] {
             check_string(&obj, field)?;
+        }
+        match obj.get("specversion") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(v)) if v == "1.0" => {}
+            Some(other) => {
+                return Err(EventError::Invalid {
+                    field: "specversion",
+                    reason: format!("only CloudEvents 1.0 is accepted, got {other}"),
+                });
+            }
+        }
+        if let Some(Value::String(id)) = obj.get("id")
+            && id.is_empty()
+        {
+            return Err(EventError::Invalid {
+                field: "id",
+                reason: "cannot be empty (leave it out to have one assigned)".into(),
+            });
         }
         match obj.get("source") {
             Some(Value::String(s)) if !s.trim().is_empty() => {}
@@ -115,21 +158,60 @@ impl Event {
                 });
             }
         }
-        if let Some(tags) = obj.get("tags")
-            && !(tags.is_object() || tags.is_null())
-        {
-            return Err(EventError::Invalid {
-                field: "tags",
-                reason: format!("expected an object of tag names to values, got {}", json_kind(tags)),
-            });
+        match obj.get("tags") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(tags)) => {
+                if let Some((k, v)) = tags.iter().find(|(_, v)| !v.is_string()) {
+                    return Err(EventError::Invalid {
+                        field: "tags",
+                        reason: format!("tag {k:?}: expected a string value, got {}", json_kind(v)),
+                    });
+                }
+            }
+            Some(other) => {
+                return Err(EventError::Invalid {
+                    field: "tags",
+                    reason: format!("expected an object of tag names to string values, got {}", json_kind(other)),
+                });
+            }
         }
-        if let Some(resource) = obj.get("resource")
-            && !(resource.is_array() || resource.is_string() || resource.is_null())
-        {
-            return Err(EventError::Invalid {
-                field: "resource",
-                reason: format!("expected an array of resource names, got {}", json_kind(resource)),
-            });
+        match obj.get("resource") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                if let Some((i, v)) = items.iter().enumerate().find(|(_, v)| !v.is_string()) {
+                    return Err(EventError::Invalid {
+                        field: "resource",
+                        reason: format!("element {i}: expected a string, got {}", json_kind(v)),
+                    });
+                }
+            }
+            Some(other) => {
+                return Err(EventError::Invalid {
+                    field: "resource",
+                    reason: format!("expected an array of resource names, got {}", json_kind(other)),
+                });
+            }
+        }
+        match (obj.get("data"), obj.get("data_base64")) {
+            (_, None | Some(Value::Null)) => {}
+            (Some(d), Some(_)) if !d.is_null() => {
+                return Err(EventError::Invalid {
+                    field: "data_base64",
+                    reason: "an event carries data or data_base64, not both".into(),
+                });
+            }
+            (_, Some(Value::String(b))) => {
+                use base64::Engine as _;
+                if base64::engine::general_purpose::STANDARD.decode(b).is_err() {
+                    return Err(EventError::Invalid { field: "data_base64", reason: "not valid base64".into() });
+                }
+            }
+            (_, Some(other)) => {
+                return Err(EventError::Invalid {
+                    field: "data_base64",
+                    reason: format!("expected a base64 string, got {}", json_kind(other)),
+                });
+            }
         }
         let time_ms = match obj.get("time") {
             None | Some(Value::Null) => {
@@ -139,7 +221,7 @@ impl Event {
             Some(t) => parse_time(t).map_err(|reason| EventError::Invalid { field: "time", reason })?,
         };
         let id = match obj.get("id") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::String(s)) => s.clone(),
             _ => {
                 let id = new_id();
                 obj.insert("id".into(), Value::String(id.clone()));
@@ -155,7 +237,29 @@ impl Event {
         if json.len() > limits.max_bytes {
             return Err(EventError::TooLarge { size: json.len(), limit: limits.max_bytes });
         }
-        Ok(Event { id, time_ms, body, json })
+        let dotted = crate::json::has_dotted_keys(&body);
+        Ok(Event { id, time_ms, body, json, dotted })
+    }
+
+    /// The attributes the CloudEvents 1.0 spec requires, for events that come as CloudEvents
+    /// (structured, batch or binary mode): `specversion` (`1.0`), and `id`, `source` and `type`
+    /// as non-empty strings. The plain PutEvents form does not need them (Magpie fills `id`,
+    /// `specversion` and `time` in, as Tencent's PutEvents does).
+    pub fn check_cloudevent(value: &Value) -> Result<(), EventError> {
+        let Value::Object(obj) = value else { return Err(EventError::NotAnObject(json_kind(value))) };
+        for field in ["specversion", "id", "source", "type"] {
+            match obj.get(field) {
+                Some(Value::String(s)) if !s.is_empty() => {}
+                Some(Value::String(_)) | None | Some(Value::Null) => return Err(EventError::Missing(field)),
+                Some(other) => {
+                    return Err(EventError::Invalid {
+                        field,
+                        reason: format!("expected a string, got {}", json_kind(other)),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The `source` field.
@@ -178,13 +282,25 @@ fn check_string(obj: &Map<String, Value>, field: &'static str) -> Result<(), Eve
     }
 }
 
+/// The latest event time accepted: 9999-12-31T23:59:59.999Z.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
 /// Parses an event time: milliseconds since the epoch as a JSON number or a numeric string (as
-/// Tencent sends it), or an RFC 3339 timestamp (as other CloudEvents producers send it).
+/// Tencent sends it), or an RFC 3339 timestamp (as other CloudEvents producers send it); from the
+/// epoch to the end of year 9999.
 pub fn parse_time(value: &Value) -> Result<i64, String> {
+    let ms = parse_time_unchecked(value)?;
+    if ms > MAX_TIME_MS {
+        return Err(format!("{value} is after the year 9999 (milliseconds since the epoch expected)"));
+    }
+    Ok(ms)
+}
+
+fn parse_time_unchecked(value: &Value) -> Result<i64, String> {
     match value {
         Value::Number(n) => n
             .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0).map(|f| f as i64))
+            .or_else(|| n.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
             .filter(|ms| *ms >= 0)
             .ok_or_else(|| format!("expected milliseconds since the epoch, got {n}")),
         Value::String(s) => {

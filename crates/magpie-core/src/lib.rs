@@ -5,6 +5,7 @@ pub mod config;
 pub mod env;
 pub mod error_type;
 pub mod event;
+pub mod json;
 pub mod names;
 pub mod outbound;
 pub mod rate;

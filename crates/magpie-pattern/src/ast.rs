@@ -79,18 +79,19 @@ pub enum Leaf {
     Array(ObjPattern),
 }
 
-/// The forms of `anything-but`.
+/// The forms of `anything-but`. Every form matches a present scalar that is none of what it
+/// lists, `null` included; the string forms also match numbers and booleans (as AWS does).
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnythingBut {
     /// None of these values.
     Values(Vec<Scalar>),
-    /// A string not starting with this.
-    Prefix(String),
-    /// A string not ending with this.
-    Suffix(String),
-    /// A string matching none of these wildcards.
+    /// A value that is not a string starting with any of these.
+    Prefix(Vec<String>),
+    /// A value that is not a string ending with any of these.
+    Suffix(Vec<String>),
+    /// A value that is not a string matching any of these wildcards.
     Wildcard(Vec<Wildcard>),
-    /// A string equal, ignoring case, to none of these.
+    /// A value that is not a string equal, ignoring case, to any of these.
     IgnoreCase(Vec<String>),
 }
 

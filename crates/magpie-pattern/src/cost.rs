@@ -104,7 +104,7 @@ fn leaf(l: &Leaf) -> (u64, bool) {
             match a {
                 AnythingBut::Values(v) => 2 * v.len() as u64,
                 AnythingBut::IgnoreCase(v) => 2 * v.len() as u64,
-                AnythingBut::Prefix(_) | AnythingBut::Suffix(_) => 2,
+                AnythingBut::Prefix(v) | AnythingBut::Suffix(v) => 2 * v.len() as u64,
                 AnythingBut::Wildcard(ws) => ws.iter().map(|w| 2 + 2 * w.stars() as u64).sum(),
             },
             false,

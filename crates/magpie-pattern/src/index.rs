@@ -18,8 +18,6 @@ pub(crate) enum Val<'a> {
     Bool(bool),
     Num(f64),
     Str(&'a str),
-    /// An object (present, but only `exists` looks at it).
-    Object,
 }
 
 /// Strings keyed by their byte length, for prefix and suffix lookups.
@@ -231,7 +229,6 @@ impl FieldIndex {
                     out.truncate(kept);
                 }
             }
-            Val::Object => {}
         }
         for (leaf, c) in &self.others {
             if leaf_accepts(leaf, v) {
@@ -253,7 +250,6 @@ fn leaf_accepts(leaf: &Leaf, v: Val<'_>) -> bool {
 
 fn anything_but(ab: &AnythingBut, v: Val<'_>) -> bool {
     match (ab, v) {
-        (_, Val::Object) => false,
         (AnythingBut::Values(list), v) => !list.iter().any(|s| match (s, v) {
             (Scalar::Null, Val::Null) => true,
             (Scalar::Bool(a), Val::Bool(b)) => *a == b,
@@ -261,13 +257,14 @@ fn anything_but(ab: &AnythingBut, v: Val<'_>) -> bool {
             (Scalar::String(a), Val::Str(b)) => a == b,
             _ => false,
         }),
-        (AnythingBut::Prefix(p), Val::Str(s)) => !s.starts_with(p.as_str()),
-        (AnythingBut::Suffix(p), Val::Str(s)) => !s.ends_with(p.as_str()),
+        (AnythingBut::Prefix(ps), Val::Str(s)) => !ps.iter().any(|p| s.starts_with(p.as_str())),
+        (AnythingBut::Suffix(ps), Val::Str(s)) => !ps.iter().any(|p| s.ends_with(p.as_str())),
         (AnythingBut::Wildcard(ws), Val::Str(s)) => !ws.iter().any(|w| w.matches(s)),
         (AnythingBut::IgnoreCase(list), Val::Str(s)) => {
             let s = s.to_lowercase();
             !list.iter().any(|x| x.to_lowercase() == s)
         }
-        _ => false,
+        // The string forms let every other scalar through, as AWS does.
+        (_, Val::Null | Val::Bool(_) | Val::Num(_)) => true,
     }
 }

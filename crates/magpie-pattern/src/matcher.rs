@@ -88,6 +88,8 @@ struct Scratch {
     lower: String,
     matched: Vec<u32>,
     verify: Vec<u32>,
+    /// Whether the document being scanned may have dotted keys (see `Matcher::matches_json`).
+    dotted: bool,
 }
 
 impl Scratch {
@@ -258,7 +260,7 @@ impl<Id: Clone> Matcher<Id> {
             st.begin(self.anchored.len(), self.ids.len());
             if let Value::Object(o) = event {
                 for (k, v) in o {
-                    if let Some((_, n)) = self.nodes[0].child(k.as_bytes()) {
+                    if let Some(n) = self.descend(0, k.as_bytes()) {
                         self.walk(n, v, false, st);
                     }
                 }
@@ -271,11 +273,23 @@ impl<Id: Clone> Matcher<Id> {
     /// fields that no rule names are skipped as they are scanned. Only what is read is
     /// validated; a syntax error in what is read is an error.
     pub fn matches_json(&self, json: &[u8], out: &mut Vec<Id>) -> Result<(), ScanError> {
+        self.scan_json(json, true, out)
+    }
+
+    /// [`Matcher::matches_json`] for a document known to have no dotted key (`"a.b": 1`; ingest
+    /// records it per event): reading stops as soon as every field the rules name has been read,
+    /// which a dotted key further on could otherwise still add to.
+    pub fn matches_json_undotted(&self, json: &[u8], out: &mut Vec<Id>) -> Result<(), ScanError> {
+        self.scan_json(json, false, out)
+    }
+
+    fn scan_json(&self, json: &[u8], dotted: bool, out: &mut Vec<Id>) -> Result<(), ScanError> {
         SCRATCH.with(|s| {
             let st = &mut *s.borrow_mut();
             st.begin(self.anchored.len(), self.ids.len());
+            st.dotted = dotted;
             let mut sc = Scanner::new(json);
-            self.scan_top(&mut sc, st)?;
+            self.scan_top(&mut sc, dotted, st)?;
             self.finish(st, || serde_json::from_slice(json).ok(), out);
             Ok(())
         })
@@ -286,12 +300,9 @@ impl<Id: Clone> Matcher<Id> {
         match v {
             Value::Array(items) => items.iter().for_each(|i| self.walk(node, i, true, st)),
             Value::Object(o) => {
-                if let Some(f) = n.field {
-                    self.hit(f, Val::Object, in_array, st);
-                }
                 if !n.keys.is_empty() {
                     for (k, v) in o {
-                        if let Some((_, c)) = n.child(k.as_bytes()) {
+                        if let Some(c) = self.descend(node, k.as_bytes()) {
                             self.walk(c, v, in_array, st);
                         }
                     }
@@ -315,13 +326,28 @@ impl<Id: Clone> Matcher<Id> {
         }
     }
 
-    fn scan_top(&self, sc: &mut Scanner<'_>, st: &mut Scratch) -> Result<(), ScanError> {
+    /// The trie node an event key leads to from `node`: its child of that name, or, for a dotted
+    /// key (`"state.status"`), the node its segments lead to (AWS reads a dotted key as the
+    /// nested field it names). Rules' field names never hold a dot (the parser splits them).
+    #[inline]
+    fn descend(&self, node: u32, key: &[u8]) -> Option<u32> {
+        if let Some((_, c)) = self.nodes[node as usize].child(key) {
+            return Some(c);
+        }
+        if !key.contains(&b'.') {
+            return None;
+        }
+        key.split(|&b| b == b'.').try_fold(node, |n, seg| self.nodes[n as usize].child(seg).map(|(_, c)| c))
+    }
+
+    fn scan_top(&self, sc: &mut Scanner<'_>, dotted: bool, st: &mut Scratch) -> Result<(), ScanError> {
         sc.skip_ws();
         if sc.peek() != Some(b'{') {
             // Not an object: only interpreted rules (which see it whole) may match.
             return sc.skip_value();
         }
-        self.scan(sc, 0, false, 0, true, st).map(|_| ())
+        // With dotted keys, reading never stops early (`last` is never set).
+        self.scan(sc, 0, false, 0, !dotted, st).map(|_| ())
     }
 
     /// Reads one value at trie node `node`. With `last`, nothing after this value is needed:
@@ -336,6 +362,7 @@ impl<Id: Clone> Matcher<Id> {
         last: bool,
         st: &mut Scratch,
     ) -> Result<bool, ScanError> {
+        let dotted = st.dotted;
         if depth > crate::scan::MAX_DEPTH {
             return Err(ScanError::TooDeep);
         }
@@ -343,9 +370,6 @@ impl<Id: Clone> Matcher<Id> {
         sc.skip_ws();
         match sc.peek() {
             Some(b'{') => {
-                if let Some(f) = n.field {
-                    self.hit(f, Val::Object, in_array, st);
-                }
                 if n.keys.is_empty() {
                     sc.skip_value()?;
                     return Ok(last);
@@ -374,10 +398,15 @@ impl<Id: Clone> Matcher<Id> {
                                 return Ok(true);
                             }
                         }
-                        None => {
-                            sc.skip_ws();
-                            sc.skip_value()?
-                        }
+                        None => match if dotted { self.descend(node, &key) } else { None } {
+                            Some(c) => {
+                                self.scan(sc, c, in_array, depth + 1, false, st)?;
+                            }
+                            None => {
+                                sc.skip_ws();
+                                sc.skip_value()?
+                            }
+                        },
                     }
                     sc.skip_ws();
                     match sc.next() {

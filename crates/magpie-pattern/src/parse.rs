@@ -32,6 +32,9 @@ impl Default for PatternLimits {
 /// as a double (so millisecond timestamps compare exactly).
 pub const NUMERIC_LIMIT: f64 = 9_007_199_254_740_992.0;
 
+/// Most [`Wildcard::complexity`] accepted (AWS refuses `*:*:*:*:*:event-bus/*`, 16 here).
+pub const MAX_WILDCARD_COMPLEXITY: usize = 10;
+
 pub(crate) struct Parser {
     limits: PatternLimits,
     operands: usize,
@@ -59,6 +62,31 @@ impl Pattern {
     }
 }
 
+/// Adds `field` at the nested path `segments` of `obj`, merging with the nested patterns already
+/// there (the fields of one object are matched together, within one array element).
+fn insert_field(obj: &mut ObjPattern, segments: &[&str], field: FieldPattern) {
+    let Some((first, rest)) = segments.split_first() else { return };
+    let existing = obj.fields.iter_mut().find_map(|(k, f)| match f {
+        FieldPattern::Nested(o) if k == first => Some(o),
+        _ => None,
+    });
+    match (existing, rest.is_empty(), field) {
+        (Some(o), true, FieldPattern::Nested(inner)) => {
+            for (k, f) in inner.fields {
+                insert_field(o, &[k.as_str()], f);
+            }
+            o.ors.extend(inner.ors);
+        }
+        (Some(o), false, field) => insert_field(o, rest, field),
+        (None, false, field) => {
+            let mut o = ObjPattern::default();
+            insert_field(&mut o, rest, field);
+            obj.fields.push((first.to_string(), FieldPattern::Nested(o)));
+        }
+        (_, true, field) => obj.fields.push((first.to_string(), field)),
+    }
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
 }
@@ -79,12 +107,19 @@ impl Parser {
                 out.ors.push(self.or(v, &at, depth)?);
                 continue;
             }
+            // A dotted key names a nested field, as AWS reads it: `"state.status"` is
+            // `"state": {"status": …}`.
+            let segments: Vec<&str> = key.split('.').collect();
+            let inner_depth = depth + segments.len() - 1;
+            if inner_depth > self.limits.max_depth {
+                return Err(PatternError::new(at, format!("nests deeper than {} levels", self.limits.max_depth)));
+            }
             let field = match v {
-                Value::Object(inner) => FieldPattern::Nested(self.object(inner, &at, depth + 1)?),
-                Value::Array(items) => FieldPattern::Leaf(self.leaves(items, &at, depth)?),
+                Value::Object(inner) => FieldPattern::Nested(self.object(inner, &at, inner_depth + 1)?),
+                Value::Array(items) => FieldPattern::Leaf(self.leaves(items, &at, inner_depth)?),
                 scalar => FieldPattern::Leaf(vec![self.exact(scalar, &at)?]),
             };
-            out.fields.push((key.clone(), field));
+            insert_field(&mut out, &segments, field);
         }
         Ok(out)
     }
@@ -180,10 +215,8 @@ impl Parser {
         let at = join(at, op);
         match op.as_str() {
             "prefix" | "suffix" => {
+                // An empty prefix or suffix is valid and matches any string (as in AWS).
                 let (s, ci) = self.maybe_ignore_case(v, &at, op)?;
-                if s.is_empty() {
-                    return Err(PatternError::new(at, format!("{op} cannot be empty")));
-                }
                 Ok(if op == "prefix" {
                     Leaf::Prefix { value: s, ignore_case: ci }
                 } else {
@@ -192,6 +225,12 @@ impl Parser {
             }
             "equals-ignore-case" => Ok(Leaf::EqualsIgnoreCase(self.string(v, &at, "equals-ignore-case")?)),
             "wildcard" => Ok(Leaf::Wildcard(self.wildcard(v, &at)?)),
+            // quamina's older name for wildcard: no escapes, a backslash is an ordinary character.
+            "shellstyle" => {
+                let s = self.string(v, &at, "shellstyle")?;
+                let w = Wildcard::parse_shellstyle(&s).map_err(|r| PatternError::new(&at, r))?;
+                self.check_wildcard(w, &at).map(Leaf::Wildcard)
+            }
             "anything-but" => Ok(Leaf::AnythingBut(self.anything_but(v, &at)?)),
             "numeric" => Ok(Leaf::Numeric(numeric(v, &at)?)),
             "cidr" => Ok(Leaf::Cidr(cidr(v, &at)?)),
@@ -249,10 +288,21 @@ impl Parser {
     fn wildcard(&self, v: &Value, at: &str) -> Result<Wildcard, PatternError> {
         let s = self.string(v, at, "wildcard")?;
         let w = Wildcard::parse(&s).map_err(|r| PatternError::new(at, r))?;
+        self.check_wildcard(w, at)
+    }
+
+    fn check_wildcard(&self, w: Wildcard, at: &str) -> Result<Wildcard, PatternError> {
         if w.stars() > self.limits.max_wildcard_stars {
             return Err(PatternError::new(
                 at,
                 format!("a wildcard may hold at most {} '*' characters", self.limits.max_wildcard_stars),
+            ));
+        }
+        if w.complexity() > MAX_WILDCARD_COMPLEXITY {
+            return Err(PatternError::new(
+                at,
+                "Rule is too complex - try using fewer wildcard characters or fewer repeating character \
+                 sequences after a wildcard character",
             ));
         }
         Ok(w)
@@ -283,11 +333,11 @@ impl Parser {
                 let inner_at = join(at, op);
                 match op.as_str() {
                     "prefix" | "suffix" => {
-                        let s = self.string(inner, &inner_at, op)?;
-                        if s.is_empty() {
-                            return Err(PatternError::new(inner_at, format!("{op} cannot be empty")));
+                        let list = self.strings_or_one(inner, &inner_at, op)?;
+                        if list.iter().any(String::is_empty) {
+                            return Err(PatternError::new(inner_at, format!("anything-but {op} cannot be empty")));
                         }
-                        Ok(if op == "prefix" { AnythingBut::Prefix(s) } else { AnythingBut::Suffix(s) })
+                        Ok(if op == "prefix" { AnythingBut::Prefix(list) } else { AnythingBut::Suffix(list) })
                     }
                     "wildcard" => {
                         let list = match inner {
@@ -296,6 +346,9 @@ impl Parser {
                                 .enumerate()
                                 .map(|(i, s)| self.wildcard(s, &format!("{inner_at}[{i}]")))
                                 .collect::<Result<_, _>>()?,
+                            Value::Array(_) => {
+                                return Err(PatternError::new(inner_at, "wildcard list cannot be empty"));
+                            }
                             _ => vec![self.wildcard(inner, &inner_at)?],
                         };
                         Ok(AnythingBut::Wildcard(list))
@@ -322,10 +375,17 @@ impl Parser {
                         let at = format!("{at}[{i}]");
                         match item {
                             Value::String(_) | Value::Number(_) => self.scalar(item, &at),
-                            _ => Err(PatternError::new(at, "anything-but lists hold strings or numbers")),
+                            _ => Err(PatternError::new(at, "anything-but lists hold only strings or only numbers")),
                         }
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                let strings = values.iter().filter(|v| matches!(v, Scalar::String(_))).count();
+                if strings != 0 && strings != values.len() {
+                    return Err(PatternError::new(
+                        at,
+                        "anything-but lists hold only strings or only numbers, not both",
+                    ));
+                }
                 Ok(AnythingBut::Values(values))
             }
             Value::String(_) | Value::Number(_) => Ok(AnythingBut::Values(vec![self.scalar(v, at)?])),
@@ -337,8 +397,23 @@ impl Parser {
     }
 }
 
+/// A number as a double. Literals a double cannot hold are refused: beyond its range (`1E309`)
+/// or so small that they would round to zero (`1E-325`; subnormals such as `1E-320` are kept).
 fn number(n: &Number, at: &str) -> Result<f64, PatternError> {
-    n.as_f64().filter(|f| f.is_finite()).ok_or_else(|| PatternError::new(at, format!("{n} is not a usable number")))
+    let text = n.to_string();
+    let f = text.parse::<f64>().ok().or_else(|| n.as_f64());
+    match f {
+        Some(f) if f.is_finite() && (f != 0.0 || !nonzero_mantissa(&text)) => Ok(f),
+        Some(f) if f.is_finite() => {
+            Err(PatternError::new(at, format!("{text} is too small for a double (it would round to 0)")))
+        }
+        _ => Err(PatternError::new(at, format!("{text} is beyond the range of a double"))),
+    }
+}
+
+/// Whether a number literal has a nonzero digit before its exponent.
+fn nonzero_mantissa(text: &str) -> bool {
+    text.bytes().take_while(|c| !matches!(c, b'e' | b'E')).any(|c| matches!(c, b'1'..=b'9'))
 }
 
 fn numeric(v: &Value, at: &str) -> Result<NumericRange, PatternError> {
@@ -394,6 +469,9 @@ fn numeric(v: &Value, at: &str) -> Result<NumericRange, PatternError> {
             set_bound(&mut range, op2, *n2, at)?;
             if n1 > n2 {
                 return Err(PatternError::new(at, format!("the lower bound {n1} is above the upper bound {n2}")));
+            }
+            if n1 == n2 && !(*op1 == ">=" && *op2 == "<=") {
+                return Err(PatternError::new(at, format!("the range {op1} {n1}, {op2} {n2} is empty")));
             }
         }
         _ => return Err(PatternError::new(at, "numeric takes one or two comparisons")),

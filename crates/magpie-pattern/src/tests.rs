@@ -2,6 +2,14 @@ use serde_json::{Value, json};
 
 use crate::Pattern;
 
+fn has_dotted_keys(v: &Value) -> bool {
+    match v {
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('.') || has_dotted_keys(v)),
+        Value::Array(a) => a.iter().any(has_dotted_keys),
+        _ => false,
+    }
+}
+
 /// Checks the interpreter and the compiled matcher (tree walk and JSON scanner) alike.
 fn check(pattern: Value, yes: &[Value], no: &[Value]) {
     let p = Pattern::parse(&pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
@@ -11,6 +19,11 @@ fn check(pattern: Value, yes: &[Value], no: &[Value]) {
         m.matches(e, &mut a);
         m.matches_json(e.to_string().as_bytes(), &mut b).unwrap();
         assert_eq!(a, b, "tree walk and scanner differ on {e}");
+        if !has_dotted_keys(e) {
+            let mut c = Vec::new();
+            m.matches_json_undotted(e.to_string().as_bytes(), &mut c).unwrap();
+            assert_eq!(a, c, "tree walk and early-stopping scanner differ on {e}");
+        }
         !a.is_empty()
     };
     for e in yes {
@@ -234,4 +247,200 @@ fn limits_protect_the_server() {
         deep = json!({"n": deep});
     }
     assert!(Pattern::parse(&deep).unwrap_err().reason.contains("deeper"));
+}
+
+/// The AWS EventBridge behaviours of `reference/patterns.md` ("validated against AWS"), in the
+/// interpreter and both compiled paths.
+mod aws {
+    use super::{check, refuse};
+    use crate::Pattern;
+    use serde_json::json;
+
+    #[test]
+    fn anything_but_matches_null_and_lets_non_strings_through_its_string_forms() {
+        for op in [
+            json!({"anything-but": "x"}),
+            json!({"anything-but": {"prefix": "init"}}),
+            json!({"anything-but": {"suffix": "init"}}),
+            json!({"anything-but": {"wildcard": "in*t"}}),
+            json!({"anything-but": {"equals-ignore-case": "init"}}),
+        ] {
+            check(
+                json!({"f": [op]}),
+                &[json!({"f": null}), json!({"f": 5}), json!({"f": true}), json!({"f": "other"})],
+                &[json!({}), json!({"g": 1}), json!({"f": {"init": 1}})],
+            );
+        }
+        // A numeric exclusion list does not exclude strings.
+        check(
+            json!({"f": [{"anything-but": [111, 222, 333]}]}),
+            &[json!({"f": "444"}), json!({"f": "111"})],
+            &[json!({"f": 111})],
+        );
+    }
+
+    #[test]
+    fn anything_but_takes_lists_in_every_form() {
+        check(
+            json!({"f": [{"anything-but": {"prefix": ["init", "error"]}}]}),
+            &[json!({"f": "ready"}), json!({"f": 1})],
+            &[json!({"f": "initial"}), json!({"f": "error: x"})],
+        );
+        check(
+            json!({"f": [{"anything-but": {"suffix": [".png", ".jpg"]}}]}),
+            &[json!({"f": "a.gif"})],
+            &[json!({"f": "a.png"}), json!({"f": "b.jpg"})],
+        );
+        check(
+            json!({"f": [{"anything-but": {"wildcard": ["*/lib/*", "*.txt"]}}]}),
+            &[json!({"f": "/usr/bin/x"})],
+            &[json!({"f": "/usr/lib/x"}), json!({"f": "a.txt"})],
+        );
+        check(
+            json!({"f": [{"anything-but": {"equals-ignore-case": ["Robert", "Dan"]}}]}),
+            &[json!({"f": "Bob"})],
+            &[json!({"f": "ROBERT"}), json!({"f": "dan"})],
+        );
+    }
+
+    #[test]
+    fn empty_prefix_suffix_and_wildcard() {
+        for op in [json!({"prefix": ""}), json!({"suffix": ""}), json!({"prefix": {"equals-ignore-case": ""}})] {
+            check(
+                json!({"f": [op]}),
+                &[json!({"f": ""}), json!({"f": "anything"})],
+                &[json!({"f": 1}), json!({"f": null}), json!({})],
+            );
+        }
+        check(json!({"f": [{"wildcard": ""}]}), &[json!({"f": ""})], &[json!({"f": "a"})]);
+        check(
+            json!({"f": [{"anything-but": {"wildcard": ""}}]}),
+            &[json!({"f": "a"}), json!({"f": 1})],
+            &[json!({"f": ""})],
+        );
+    }
+
+    #[test]
+    fn exists_looks_at_leaves_only() {
+        check(
+            json!({"f": [{"exists": true}]}),
+            &[json!({"f": "x"}), json!({"f": null}), json!({"f": [1]}), json!({"f": 0})],
+            &[json!({"f": {"a": 1}}), json!({"f": []}), json!({}), json!({"f": [{"a": 1}]})],
+        );
+        check(
+            json!({"f": [{"exists": false}]}),
+            &[json!({}), json!({"f": {"a": 1}}), json!({"g": 1})],
+            &[json!({"f": "x"}), json!({"f": null})],
+        );
+        // An absent intermediate object is an absent leaf.
+        check(
+            json!({"a": {"b": {"c": [{"exists": false}]}}}),
+            &[json!({}), json!({"a": {}})],
+            &[json!({"a": {"b": {"c": 1}}})],
+        );
+    }
+
+    #[test]
+    fn dotted_keys_and_nesting_are_interchangeable() {
+        let running = [
+            json!({"detail": {"state": {"status": "running"}}}),
+            json!({"detail": {"state.status": "running"}}),
+            json!({"detail.state.status": "running"}),
+            json!({"detail.state": {"status": "running"}}),
+        ];
+        let stopped =
+            [json!({"detail": {"state": {"status": "stopped"}}}), json!({"detail": {"state.status": "stopped"}})];
+        for p in [
+            json!({"detail": {"state.status": ["running"]}}),
+            json!({"detail": {"state": {"status": ["running"]}}}),
+            json!({"detail.state.status": ["running"]}),
+        ] {
+            check(p, &running, &stopped);
+        }
+        // Dotted and nested parts of one pattern are matched together.
+        check(
+            json!({"detail.state": {"code": [16]}, "detail": {"state": {"status": ["running"]}}}),
+            &[
+                json!({"detail": {"state": {"status": "running", "code": 16}}}),
+                json!({"detail": {"state.code": 16, "state.status": "running"}}),
+            ],
+            &[json!({"detail": {"state": {"status": "running", "code": 48}}})],
+        );
+    }
+
+    #[test]
+    fn numbers_nulls_and_strings_stay_apart() {
+        check(json!({"n": [{"numeric": [">", 0]}]}), &[json!({"n": 1})], &[json!({"n": "1"}), json!({"n": null})]);
+        check(json!({"n": [300]}), &[json!({"n": 300.0}), json!({"n": 3e2})], &[json!({"n": "300"})]);
+        check(json!({"n": [null]}), &[json!({"n": null})], &[json!({"n": []}), json!({"n": ""})]);
+        check(json!({"n": [""]}), &[json!({"n": ""})], &[json!({"n": null})]);
+        check(json!({"j": ["{\"a\":1}"]}), &[json!({"j": "{\"a\":1}"})], &[json!({"j": {"a": 1}})]);
+    }
+
+    #[test]
+    fn shellstyle_is_wildcard_without_escapes() {
+        check(
+            json!({"f": [{"shellstyle": "ins-*-prod"}]}),
+            &[json!({"f": "ins-web-prod"})],
+            &[json!({"f": "ins-web-dev"})],
+        );
+        check(json!({"f": [{"shellstyle": r"a\*"}]}), &[json!({"f": r"a\xyz"})], &[json!({"f": "a*"})]);
+        refuse(json!({"f": [{"shellstyle": "a**"}]}), "f[0].shellstyle: consecutive '*' characters are not allowed");
+    }
+
+    #[test]
+    fn validation_as_aws() {
+        let bad = [
+            json!({"f": [{"anything-but": ["child0", 111]}]}),
+            json!({"f": [{"anything-but": [null]}]}),
+            json!({"f": [{"anything-but": [true]}]}),
+            json!({"f": [{"anything-but": null}]}),
+            json!({"f": [{"anything-but": {"equals-ignore-case": [1]}}]}),
+            json!({"f": [{"anything-but": {"prefix": ""}}]}),
+            json!({"f": [{"anything-but": {"suffix": ""}}]}),
+            json!({"f": [{"anything-but": {"prefix": ["a", ""]}}]}),
+            json!({"f": [{"anything-but": {"prefix": []}}]}),
+            json!({"f": [{"anything-but": {"numeric": [">", 1]}}]}),
+            json!({"f": [{"anything-but": []}]}),
+            json!({"f": [{"numeric": ["<", 1, ">", 0]}]}),
+            json!({"f": [{"numeric": [">", 1, ">", 2]}]}),
+            json!({"f": [{"numeric": [">", 1, "<", 1]}]}),
+            json!({"f": [{"numeric": [">=", 1, "<", 1]}]}),
+            json!({"f": [{"numeric": [">", 1, "<=", 1]}]}),
+            json!({"f": [{"numeric": [">", 5, "<", 1]}]}),
+            json!({"f": [{"numeric": [">", 1, "<", 5, "="]}]}),
+            json!({"f": [{"numeric": [">", "1"]}]}),
+            json!({"f": [{"numeric": ">"}]}),
+            json!({"f": [{"wildcard": "a**"}]}),
+            json!({"f": [{"wildcard": r"a\n"}]}),
+            json!({"f": [{"wildcard": "*:*:*:*:*:event-bus/*"}]}),
+            json!({"f": []}),
+            json!({"f": [{"NUMERIC": [">", 1]}]}),
+            json!({"f": [{"Prefix": "a"}]}),
+        ];
+        for p in bad {
+            assert!(Pattern::parse(&p).is_err(), "{p} should be refused");
+        }
+        assert!(Pattern::parse(&json!({"f": [{"numeric": [">=", 1, "<=", 1]}]})).is_ok(), "a one-point range");
+        let e = Pattern::parse(&json!({"f": [{"wildcard": "*:*:*:*:*:event-bus/*"}]})).unwrap_err();
+        assert!(e.reason.starts_with("Rule is too complex"), "{e}");
+        assert!(Pattern::parse(&json!({"f": [{"wildcard": "arn:aws:events:*:*:event-bus/*"}]})).is_ok());
+        refuse(
+            json!({"f": [{"anything-but": ["child0", 111]}]}),
+            "f[0].anything-but: anything-but lists hold only strings or only numbers, not both",
+        );
+        refuse(json!({"f": [{"numeric": [">", 1, "<", 1]}]}), "f[0].numeric: the range > 1, < 1 is empty");
+    }
+
+    #[test]
+    fn number_literals_a_double_cannot_hold_are_refused() {
+        let parse = |text: &str| Pattern::parse_str(&format!(r#"{{"f": [{{"numeric": [">", {text}]}}]}}"#));
+        assert!(parse("1E-320").is_ok(), "a subnormal is a double");
+        assert!(parse("0.0").is_ok() && parse("0e-400").is_ok());
+        let e = parse("1E-325").unwrap_err();
+        assert_eq!(e.to_string(), "f[0].numeric: 1e-325 is too small for a double (it would round to 0)");
+        assert!(parse("1E309").is_err());
+        assert!(Pattern::parse_str(r#"{"f": [1E400]}"#).is_err(), "exact values too");
+        assert!(Pattern::parse_str(r#"{"f": [1E-400]}"#).is_err());
+    }
 }

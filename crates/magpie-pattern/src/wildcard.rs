@@ -37,6 +37,24 @@ impl Wildcard {
         Ok(Wildcard { pieces })
     }
 
+    /// Parses quamina's `shellstyle`: `*` matches any run of characters and there are no escapes
+    /// (a backslash is an ordinary character); two consecutive `*` are refused.
+    pub fn parse_shellstyle(s: &str) -> Result<Wildcard, String> {
+        if s.contains("**") {
+            return Err("consecutive '*' characters are not allowed".into());
+        }
+        Ok(Wildcard { pieces: s.split('*').map(str::to_string).collect() })
+    }
+
+    /// How costly the wildcard would be for an automaton that follows every star at once (as
+    /// AWS's does): for each star, the number of stars up to it whose following text starts with
+    /// the same character (they can all be waiting at the same place of a value). Magpie's own
+    /// matching is linear whatever this is; it exists to refuse what AWS refuses.
+    pub fn complexity(&self) -> usize {
+        let starts: Vec<Option<char>> = self.pieces[1..].iter().map(|p| p.chars().next()).collect();
+        starts.iter().enumerate().map(|(i, c)| starts[..=i].iter().filter(|d| *d == c).count()).sum()
+    }
+
     /// The literal start before the first star, if there is a star and the start is not empty.
     pub(crate) fn literal_prefix(&self) -> Option<&str> {
         (self.pieces.len() > 1 && !self.pieces[0].is_empty()).then(|| self.pieces[0].as_str())
@@ -107,6 +125,18 @@ mod tests {
         assert!(m(r"a\\*", r"a\zz"));
         assert!(m("exact", "exact"));
         assert!(!m("exact", "exactly"));
+    }
+
+    #[test]
+    fn shellstyle_and_complexity() {
+        let w = Wildcard::parse_shellstyle(r"a\*b").unwrap();
+        assert!(w.matches(r"a\xxb") && !w.matches("a*b"), "no escapes in shellstyle");
+        assert!(Wildcard::parse_shellstyle("a**").is_err());
+        let c = |p: &str| Wildcard::parse(p).unwrap().complexity();
+        assert_eq!(c("*:*:*:*:*:event-bus/*"), 16);
+        assert_eq!(c("2*0*1*7"), 3);
+        assert_eq!(c("arn:aws:events:*:*:event-bus/*"), 4);
+        assert_eq!(c("exact"), 0);
     }
 
     #[test]

@@ -5,7 +5,8 @@ use magpie_pattern::{Matcher, Pattern};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-const KEYS: [&str; 4] = ["a", "b", "c", "d"];
+/// Dotted keys name nested fields in events and patterns alike (as AWS reads them).
+const KEYS: [&str; 6] = ["a", "b", "c", "d", "a.b", "b.c"];
 const STRINGS: [&str; 10] = ["x", "xy", "Xy", "yx", "ab", "a*b", "10.0.0.1", "2001:db8::1", "", "timeout x"];
 const NUMBERS: [f64; 6] = [0.0, 1.0, 1.5, -2.0, 300.0, 1e9];
 
@@ -49,7 +50,7 @@ fn keyed(count: std::ops::RangeInclusive<usize>, value: BoxedStrategy<Value>) ->
 }
 
 fn string() -> impl Strategy<Value = String> {
-    prop::sample::select(&["x", "X", "y", "a", "ab", "10.", "xy"][..]).prop_map(str::to_string)
+    prop::sample::select(&["x", "X", "y", "a", "ab", "10.", "xy", ""][..]).prop_map(str::to_string)
 }
 
 fn operator() -> BoxedStrategy<Value> {
@@ -61,18 +62,21 @@ fn operator() -> BoxedStrategy<Value> {
         string().prop_map(|s| json!({"suffix": {"equals-ignore-case": s}})),
         string().prop_map(|s| json!({"equals-ignore-case": s})),
         prop::sample::select(&["x*", "*y", "a*b", "*", "x\\*", "*b*", "xy"][..]).prop_map(|w| json!({"wildcard": w})),
-        prop::collection::vec(
-            prop_oneof![
-                prop::sample::select(&STRINGS[..]).prop_map(|s| json!(s)),
-                prop::sample::select(&NUMBERS[..]).prop_map(|n| json!(n)),
-            ],
-            1..3
-        )
+        prop_oneof![
+            prop::collection::vec(prop::sample::select(&STRINGS[..]).prop_map(|s| json!(s)), 1..3),
+            prop::collection::vec(prop::sample::select(&NUMBERS[..]).prop_map(|n| json!(n)), 1..3),
+        ]
         .prop_map(|v| json!({"anything-but": v})),
         string().prop_map(|s| json!({"anything-but": {"prefix": s}})),
         string().prop_map(|s| json!({"anything-but": {"suffix": s}})),
-        prop::sample::select(&["x*", "*y", "a*b"][..]).prop_map(|w| json!({"anything-but": {"wildcard": w}})),
+        prop::collection::vec(string(), 1..3).prop_map(|s| json!({"anything-but": {"prefix": s}})),
+        prop::collection::vec(string(), 1..3).prop_map(|s| json!({"anything-but": {"suffix": s}})),
+        prop::sample::select(&["x*", "*y", "a*b", ""][..]).prop_map(|w| json!({"anything-but": {"wildcard": w}})),
+        prop::collection::vec(prop::sample::select(&["x*", "*y", "a*b", "", "xy"][..]), 1..3)
+            .prop_map(|w| json!({"anything-but": {"wildcard": w}})),
         string().prop_map(|s| json!({"anything-but": {"equals-ignore-case": [s]}})),
+        string().prop_map(|s| json!({"anything-but": {"equals-ignore-case": s}})),
+        prop::sample::select(&["x*", "*y", "a\\*", "*"][..]).prop_map(|w| json!({"shellstyle": w})),
         (prop::sample::select(&NUMBERS[..]), prop::sample::select(&[">", ">=", "<", "<=", "="][..]))
             .prop_map(|(n, op)| json!({"numeric": [op, n]})),
         (prop::sample::select(&NUMBERS[..]), 0.0..500.0f64)
@@ -117,6 +121,14 @@ fn pattern_object(depth: u32) -> BoxedStrategy<Value> {
         .boxed()
 }
 
+fn has_dotted_keys(v: &Value) -> bool {
+    match v {
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('.') || has_dotted_keys(v)),
+        Value::Array(a) => a.iter().any(has_dotted_keys),
+        _ => false,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
 
@@ -135,6 +147,11 @@ proptest! {
             let mut got = Vec::new();
             matcher.matches_json(event.to_string().as_bytes(), &mut got).unwrap();
             prop_assert_eq!(&got, &want, "scanner; event {}", event);
+            if !has_dotted_keys(event) {
+                let mut got = Vec::new();
+                matcher.matches_json_undotted(event.to_string().as_bytes(), &mut got).unwrap();
+                prop_assert_eq!(&got, &want, "scanner with early stop; event {}", event);
+            }
         }
     }
 

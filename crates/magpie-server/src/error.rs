@@ -30,6 +30,33 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }
 
+    /// 400 naming the faulty field (`message` says what is wrong with it).
+    pub fn field(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { path: Some(path.into()), ..Self::bad_request(message) }
+    }
+
+    /// 415: the body's media type is not one the route reads.
+    pub fn unsupported_media(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", message)
+    }
+
+    /// An error of any status, for answers made by the HTTP layer (405, 413…), so that they too
+    /// have a JSON body.
+    pub fn with_status(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::BAD_REQUEST => "BadRequest",
+            StatusCode::UNAUTHORIZED => "Unauthorized",
+            StatusCode::NOT_FOUND => "NotFound",
+            StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "TooLarge",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+            StatusCode::UNPROCESSABLE_ENTITY => "Unprocessable",
+            s if s.is_server_error() => "Internal",
+            _ => "Error",
+        };
+        Self::new(status, code, message)
+    }
+
     /// 400 with the path of the faulty field.
     pub fn config(e: ConfigError) -> Self {
         Self { path: Some(e.path.clone()), ..Self::new(StatusCode::BAD_REQUEST, "InvalidConfig", e.to_string()) }

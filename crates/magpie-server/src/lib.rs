@@ -50,6 +50,8 @@ pub struct ServerOptions {
     /// `None`, threads of this process — for tests and embedders that have no sandbox
     /// executable; there every budget holds but memory.
     pub sandbox: Option<magpie_sandbox::SandboxOptions>,
+    /// The region filled into events that carry none, on buses that set no region of their own.
+    pub region: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -63,6 +65,7 @@ impl Default for ServerOptions {
             lease: Duration::from_secs(120),
             public_url: None,
             sandbox: None,
+            region: None,
         }
     }
 }
@@ -78,6 +81,8 @@ pub struct AppState {
     pub runtime: runtime::Shared,
     /// Event limits.
     pub limits: EventLimits,
+    /// The region of events that carry none, unless their bus sets one.
+    pub region: Option<String>,
     /// API bearer token.
     pub token: Option<String>,
     /// Wakes a bus's router lane when events arrive on it.
@@ -140,6 +145,7 @@ impl AppState {
             store,
             runtime: runtime::Shared::default(),
             limits: opts.limits,
+            region: opts.region.clone(),
             token: opts.token.clone(),
             wake_router: router::Wakers::default(),
             wake_workers: Notify::new(),

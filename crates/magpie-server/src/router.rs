@@ -128,7 +128,11 @@ fn route(rt: &Runtime, bus: &str, events: &[UnroutedEvent]) -> Vec<Routed> {
         .map(|e| {
             matched.clear();
             if let Some(m) = matcher
-                && let Err(err) = m.matches_json(e.body.as_bytes(), &mut matched)
+                && let Err(err) = if e.dotted {
+                    m.matches_json(e.body.as_bytes(), &mut matched)
+                } else {
+                    m.matches_json_undotted(e.body.as_bytes(), &mut matched)
+                }
             {
                 // Stored events were validated at ingest; a body the scanner refuses matches nothing.
                 tracing::error!(event_id = %e.id, bus, error = %err, "a stored event cannot be read; it matches no rule");

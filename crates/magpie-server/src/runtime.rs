@@ -33,8 +33,8 @@ pub struct Runtime {
     pub connections: BTreeMap<String, ConnectionSpec>,
     /// The matcher of each bus over its enabled rules (ids are rule names).
     pub matchers: HashMap<String, Matcher<String>>,
-    /// Listen paths (`POST /hooks/{path}`) to flow names.
-    pub hooks: HashMap<String, String>,
+    /// Listen paths (`POST /hooks/{path}`) to the flows listening.
+    pub hooks: HashMap<String, Hook>,
 }
 
 impl Runtime {
@@ -105,6 +105,15 @@ async fn load_document(store: &dyn Store) -> Result<ConfigDocument, ApiError> {
     })
 }
 
+/// A flow's listen path.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    /// The flow it starts.
+    pub flow: String,
+    /// The subject of the events it stores (lookups over the request body), if configured.
+    pub subject: Option<magpie_flow::expr::Lookups>,
+}
+
 /// Compiles a whole document (already validated for references).
 fn compile(doc: &ConfigDocument) -> Result<Runtime, ConfigError> {
     let mut rt = Runtime::default();
@@ -118,7 +127,21 @@ fn compile(doc: &ConfigDocument) -> Result<Runtime, ConfigError> {
     for (i, f) in doc.flows.iter().enumerate() {
         let flow = Flow::compile(f).map_err(|e| ConfigError::new(format!("flows[{i}].{}", e.path), e.reason))?;
         if let Some(path) = &f.trigger.path {
-            rt.hooks.insert(path.clone(), f.name.clone());
+            let subject = match &f.trigger.subject {
+                None => None,
+                Some(t) => Some(magpie_flow::expr::Lookups::parse(t).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("flows[{i}].trigger.subject"),
+                        "only text and {{ payload.field }} lookups are allowed here (it is rendered as the request arrives)",
+                    )
+                })?),
+            };
+            rt.hooks.insert(path.clone(), Hook { flow: f.name.clone(), subject });
+        } else if f.trigger.subject.is_some() {
+            return Err(ConfigError::new(
+                format!("flows[{i}].trigger.subject"),
+                "a subject needs a listen path (trigger.path)",
+            ));
         }
         rt.flows.insert(f.name.clone(), (f.clone(), Arc::new(flow)));
     }

@@ -253,6 +253,16 @@ pub(crate) fn flow_message(
             msg.attrs.extend(hook);
         }
     } else {
+        let mut body = body;
+        // Flows see `time` in one form whatever the producer sent: milliseconds since the epoch
+        // (Tencent's form; CloudEvents' RFC 3339 strings converted). The stored event keeps the
+        // producer's form, and patterns match that.
+        if let Some(t) = body.get_mut("time")
+            && !t.is_i64()
+            && let Ok(ms) = magpie_core::event::parse_time(t)
+        {
+            *t = json!(ms);
+        }
         let field = |k: &str| body.get(k).cloned().unwrap_or(Value::Null);
         let (source, ty) = (field("source"), field("type"));
         msg = Message::new(event_id, body);

@@ -14,13 +14,16 @@ pub struct NewEvent {
     pub body: Value,
     /// `body` as JSON text, stored as it is.
     pub json: String,
+    /// Whether `body` has a key with a dot in it (see `magpie_core::json::has_dotted_keys`).
+    pub dotted: bool,
 }
 
 impl NewEvent {
     /// An event to append, serialising `body` (ingest has the text already and sets `json`).
     pub fn new(id: impl Into<String>, time_ms: i64, body: Value) -> NewEvent {
         let json = body.to_string();
-        NewEvent { id: id.into(), time_ms, body, json }
+        let dotted = magpie_core::json::has_dotted_keys(&body);
+        NewEvent { id: id.into(), time_ms, body, json, dotted }
     }
 }
 
@@ -57,6 +60,8 @@ pub struct UnroutedEvent {
     pub id: String,
     /// The event JSON, as validated at ingest and stored.
     pub body: String,
+    /// Whether it has a dotted key (`"a.b": 1`); events stored before this was recorded say yes.
+    pub dotted: bool,
 }
 
 /// Which archived events to list.

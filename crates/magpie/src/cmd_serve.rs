@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// Sandbox processes evaluating expressions at once (default: one per core, at least 2).
     #[arg(long, env = "MAGPIE_EXPRESSION_PROCESSES")]
     expression_processes: Option<usize>,
+    /// The region filled into events that carry none (Tencent's PutEvents sends it beside the
+    /// events, not in them), on buses that set no `region` of their own.
+    #[arg(long, env = "MAGPIE_REGION")]
+    region: Option<String>,
 }
 
 /// Arguments of `magpie robots`.
@@ -175,6 +179,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Exit> {
         concurrency: args.concurrency,
         public_url: args.public_url.filter(|u| !u.is_empty()),
         sandbox: Some(sandbox),
+        region: args.region.filter(|r| !r.is_empty()),
         ..ServerOptions::default()
     };
     let env: magpie_server::EnvLookup = Arc::new(|k: &str| std::env::var(k).ok());
@@ -187,8 +192,11 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Exit> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "magpie listening");
     if args.demo {
+        // The hints work as printed: `--server` when the API is not where the CLI looks by default.
+        let server =
+            if addr.to_string() == "127.0.0.1:7480" { String::new() } else { format!(" --server http://{addr}") };
         eprintln!(
-            "\n  Magpie demo: API http://{addr}, robot simulator http://{}\n  Try:  magpie events send-template cvm:GuestReboot\n        curl -s http://{}/_sim/messages\n",
+            "\n  Magpie demo: API http://{addr}, robot simulator http://{}\n  Try:  magpie{server} events send-template cvm:GuestReboot\n        curl -s http://{}/_sim/messages\n",
             args.robots_listen, args.robots_listen
         );
     }

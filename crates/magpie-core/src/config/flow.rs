@@ -36,6 +36,10 @@ pub struct TriggerSpec {
     /// its payload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// The subject of the events a listen path stores: text and `{{ payload.field }}` lookups
+    /// over the request body (e.g. `"{{ payload.host }}"`). Default: the flow's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 /// Trigger kinds.

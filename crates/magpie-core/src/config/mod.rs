@@ -71,6 +71,10 @@ pub struct BusSpec {
     /// and traces are removed by a background sweep.
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub retention: Option<Duration>,
+    /// The region of the events put on this bus, filled into those that carry none (Tencent's
+    /// PutEvents takes it from the request, not the event). Default: the server's `--region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// The archive retention of a bus that does not set one.
@@ -79,7 +83,7 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 impl BusSpec {
     /// A bus with this name and description, default retention.
     pub fn new(name: impl Into<String>, description: impl Into<String>) -> Self {
-        Self { name: name.into(), description: description.into(), retention: None }
+        Self { name: name.into(), description: description.into(), retention: None, region: None }
     }
 
     /// The retention in force.

@@ -3,16 +3,17 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use magpie_core::DEFAULT_BUS;
 use magpie_core::config::{BusSpec, ConfigDocument, ConnectionSpec, FlowSpec, RuleSpec};
 use magpie_store::Kind;
 use serde_json::{Value, json};
 
-use super::{ApiResult, S, apply_doc, body, named_body};
+use super::{ApiResult, S, apply_doc, named_body};
 use crate::AppState;
 use crate::error::ApiError;
+use crate::ingest;
 use crate::runtime::{redacted_connection, rule_key};
 
 // ---- buses -------------------------------------------------------------------------------
@@ -28,8 +29,9 @@ pub(super) async fn get_bus(State(state): S, Path(bus): Path<String>) -> ApiResu
     Ok(Json(json!({"name": b.name, "description": b.description, "rules": rules})).into_response())
 }
 
-pub(super) async fn create_bus(State(state): S, bytes: Bytes) -> ApiResult {
-    let b: BusSpec = body(&bytes)?;
+pub(super) async fn create_bus(State(state): S, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+    let b: BusSpec =
+        magpie_core::config::from_value(super::document(&headers, &bytes, true)?).map_err(ApiError::config)?;
     if state.runtime.get().buses.contains_key(&b.name) {
         return Err(ApiError::conflict(format!("bus {:?} already exists", b.name)));
     }
@@ -37,9 +39,9 @@ pub(super) async fn create_bus(State(state): S, bytes: Bytes) -> ApiResult {
     Ok((StatusCode::CREATED, Json(b)).into_response())
 }
 
-pub(super) async fn put_bus(State(state): S, Path(bus): Path<String>, bytes: Bytes) -> ApiResult {
+pub(super) async fn put_bus(State(state): S, Path(bus): Path<String>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
     let b: BusSpec =
-        magpie_core::config::from_value(named_body(&bytes, &[("name", &bus)])?).map_err(ApiError::config)?;
+        magpie_core::config::from_value(named_body(&headers, &bytes, &[("name", &bus)])?).map_err(ApiError::config)?;
     apply_doc(&state, ConfigDocument { buses: vec![b.clone()], ..Default::default() }, vec![]).await?;
     Ok(Json(b).into_response())
 }
@@ -80,8 +82,13 @@ pub(super) async fn get_rule(State(state): S, Path((bus, rule)): Path<(String, S
     Ok(Json(r.clone()).into_response())
 }
 
-pub(super) async fn put_rule(State(state): S, Path((bus, rule)): Path<(String, String)>, bytes: Bytes) -> ApiResult {
-    let r: RuleSpec = magpie_core::config::from_value(named_body(&bytes, &[("name", &rule), ("bus", &bus)])?)
+pub(super) async fn put_rule(
+    State(state): S,
+    Path((bus, rule)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
+    let r: RuleSpec = magpie_core::config::from_value(named_body(&headers, &bytes, &[("name", &rule), ("bus", &bus)])?)
         .map_err(ApiError::config)?;
     if !state.runtime.get().buses.contains_key(&bus) {
         return Err(ApiError::not_found(format!("no bus {bus:?}")));
@@ -110,9 +117,9 @@ pub(super) async fn get_flow(State(state): S, Path(flow): Path<String>) -> ApiRe
     Ok(Json(f.clone()).into_response())
 }
 
-pub(super) async fn put_flow(State(state): S, Path(flow): Path<String>, bytes: Bytes) -> ApiResult {
+pub(super) async fn put_flow(State(state): S, Path(flow): Path<String>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
     let f: FlowSpec =
-        magpie_core::config::from_value(named_body(&bytes, &[("name", &flow)])?).map_err(ApiError::config)?;
+        magpie_core::config::from_value(named_body(&headers, &bytes, &[("name", &flow)])?).map_err(ApiError::config)?;
     apply_doc(&state, ConfigDocument { flows: vec![f.clone()], ..Default::default() }, vec![]).await?;
     Ok(Json(f).into_response())
 }
@@ -137,9 +144,14 @@ pub(super) async fn get_connection(State(state): S, Path(name): Path<String>) ->
     Ok(Json(redacted_connection(c)).into_response())
 }
 
-pub(super) async fn put_connection(State(state): S, Path(name): Path<String>, bytes: Bytes) -> ApiResult {
+pub(super) async fn put_connection(
+    State(state): S,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
     let mut c: ConnectionSpec =
-        magpie_core::config::from_value(named_body(&bytes, &[("name", &name)])?).map_err(ApiError::config)?;
+        magpie_core::config::from_value(named_body(&headers, &bytes, &[("name", &name)])?).map_err(ApiError::config)?;
     keep_redacted_secrets(&state, &mut c);
     apply_doc(&state, ConfigDocument { connections: vec![c.clone()], ..Default::default() }, vec![]).await?;
     Ok(Json(redacted_connection(&c)).into_response())
@@ -175,10 +187,15 @@ pub(super) async fn get_config(State(state): S) -> Json<Value> {
 }
 
 pub(super) async fn apply(State(state): S, headers: HeaderMap, bytes: Bytes) -> ApiResult {
-    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
-    let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
-    let mut doc: ConfigDocument =
-        if is_json { body(&bytes)? } else { magpie_core::config::parse_yaml(text).map_err(ApiError::config)? };
+    // `magpie apply` sends YAML; JSON is read strictly like every other body. A body without a
+    // type is YAML (JSON is YAML too).
+    let value = if ingest::media_type(&headers).is_none() {
+        let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+        magpie_core::config::parse_yaml(text).map_err(ApiError::config)?
+    } else {
+        super::document(&headers, &bytes, true)?
+    };
+    let mut doc: ConfigDocument = magpie_core::config::from_value(value).map_err(ApiError::config)?;
     for c in &mut doc.connections {
         keep_redacted_secrets(&state, c);
     }

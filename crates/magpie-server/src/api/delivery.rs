@@ -121,8 +121,12 @@ struct RedriveBody {
 
 /// `POST /v1/dead-letters/redrive` with `{"ids": [...]}`, or a filter (`flow`, `connection`,
 /// `error_type`, `since`), or `{"all": true}`.
-pub(super) async fn redrive(State(state): S, bytes: Bytes) -> Result<Response, ApiError> {
-    let b: RedriveBody = super::body(&bytes)?;
+pub(super) async fn redrive(
+    State(state): S,
+    headers: axum::http::HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let b: RedriveBody = super::body(&headers, &bytes)?;
     let has_filter = b.flow.is_some() || b.connection.is_some() || b.error_type.is_some() || b.since.is_some();
     let ids = match b.ids {
         Some(_) if has_filter || b.all => {

@@ -25,34 +25,49 @@ pub(super) async fn put_events(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult {
-    if !state.runtime.get().buses.contains_key(&bus) {
-        return Err(ApiError::not_found(format!("no bus {bus:?}")));
-    }
-    let (entries, batch) = ingest::entries(&headers, &bytes)?;
-    if entries.len() > ingest::MAX_ENTRIES {
+    let region = {
+        let rt = state.runtime.get();
+        let Some(spec) = rt.buses.get(&bus) else { return Err(ApiError::not_found(format!("no bus {bus:?}"))) };
+        spec.region.clone().or_else(|| state.region.clone())
+    };
+    let ingest::Entries { items, batch } = ingest::entries(&headers, &bytes, &bus)?;
+    if items.len() > ingest::MAX_ENTRIES {
         return Err(ApiError::too_large(format!(
             "{} entries; at most {} per request",
-            entries.len(),
+            items.len(),
             ingest::MAX_ENTRIES
         )));
     }
-    if entries.is_empty() {
-        return Err(ApiError::bad_request("entries: at least one event is needed"));
+    if items.is_empty() {
+        return Err(ApiError::field("entries", "entries: at least one event is needed"));
     }
     let now = magpie_core::now_ms();
-    let mut results: Vec<Value> = Vec::with_capacity(entries.len());
+    let mut results: Vec<Value> = Vec::with_capacity(items.len());
     let mut accepted = Vec::new();
     let mut positions = Vec::new();
-    for (i, entry) in entries.into_iter().enumerate() {
-        match Event::accept(entry, &state.limits, now, || uuid::Uuid::now_v7().to_string()) {
+    for (i, entry) in items.into_iter().enumerate() {
+        let event = entry.and_then(|mut v| {
+            // Tencent takes the region from the request: the bus's region stands in for it.
+            if let (Some(r), Value::Object(o)) = (&region, &mut v)
+                && o.get("region").is_none_or(Value::is_null)
+            {
+                o.insert("region".into(), json!(r));
+            }
+            Event::accept(v, &state.limits, now, || uuid::Uuid::now_v7().to_string())
+        });
+        match event {
             Ok(e) => {
                 positions.push(i);
                 results.push(json!({"id": e.id}));
-                accepted.push(NewEvent { id: e.id, time_ms: e.time_ms, body: e.body, json: e.json });
+                accepted.push(NewEvent { id: e.id, time_ms: e.time_ms, body: e.body, json: e.json, dotted: e.dotted });
             }
             Err(err) => {
                 EventRejected { bus: &bus, code: err.code() }.emit();
-                results.push(json!({"error_code": err.code(), "error_message": err.to_string()}));
+                let mut r = json!({"error_code": err.code(), "error_message": err.to_string()});
+                if let Some(p) = err.path() {
+                    r["error_path"] = json!(p);
+                }
+                results.push(r);
             }
         }
     }
@@ -71,8 +86,18 @@ pub(super) async fn put_events(
     let answer = json!({"failed_count": failed, "entries": results});
     if !batch && failed == 1 {
         let mut a = answer;
-        a["error"] = json!({"code": a["entries"][0]["error_code"], "message": a["entries"][0]["error_message"]});
-        return Ok((StatusCode::BAD_REQUEST, Json(a)).into_response());
+        let first = &a["entries"][0];
+        let mut error = json!({"code": first["error_code"], "message": first["error_message"]});
+        if let Some(p) = first.get("error_path") {
+            error["path"] = p.clone();
+        }
+        a["error"] = error;
+        let status = if a["entries"][0]["error_code"] == "EventTooLarge" {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        return Ok((status, Json(a)).into_response());
     }
     Ok(Json(answer).into_response())
 }
@@ -80,17 +105,28 @@ pub(super) async fn put_events(
 /// `POST /hooks/{path}`: starts the flow listening on `path` with the request body as payload.
 /// The request is stored before the answer (202 with its id, traceable like any event).
 pub(super) async fn hook(State(state): S, Path(path): Path<String>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
-    let flow = state
+    let hook = state
         .runtime
         .get()
         .hooks
         .get(&path)
         .cloned()
         .ok_or_else(|| ApiError::not_found(format!("no flow listens on /hooks/{path}")))?;
+    let flow = hook.flow.clone();
+    // Any body is taken (senders of webhooks are many); one that says it is JSON must be JSON.
+    let declared_json = ingest::media_type(&headers).is_some_and(|m| m == "application/json" || m.ends_with("+json"));
     let payload = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        match magpie_core::json::parse(&bytes) {
+            Ok(parsed) => parsed.into_clean().map_err(|f| ApiError::field(f.path_text(), f.to_string()))?,
+            Err(e) if declared_json => return Err(ApiError::bad_request(format!("the body is not valid JSON: {e}"))),
+            Err(_) => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+        }
+    };
+    let subject = match &hook.subject {
+        None => flow.clone(),
+        Some(t) => t.render(&magpie_flow::Message::new("", payload.clone()), 1024).unwrap_or_else(|| flow.clone()),
     };
     // Credentials stay out of the stored request.
     let kept: serde_json::Map<String, Value> = headers
@@ -101,7 +137,7 @@ pub(super) async fn hook(State(state): S, Path(path): Path<String>, headers: Hea
     let now = magpie_core::now_ms();
     let id = uuid::Uuid::now_v7().to_string();
     let envelope = json!({
-        "specversion": "1.0", "id": id, "source": "magpie.hooks", "type": format!("magpie:hook:{path}"),
+        "specversion": "1.0", "id": id, "source": "magpie.hooks", "type": format!("magpie:hook:{path}"), "subject": subject,
         "time": now, "data": payload, "hook": {"path": path, "headers": kept},
     });
     let event = Event::accept(envelope, &state.limits, now, || id.clone()).map_err(|e| match e {
@@ -112,7 +148,7 @@ pub(super) async fn hook(State(state): S, Path(path): Path<String>, headers: Hea
         .store
         .append_routed(
             magpie_core::HOOKS_BUS,
-            NewEvent { id: event.id.clone(), time_ms: now, body: event.body, json: event.json },
+            NewEvent { id: event.id.clone(), time_ms: now, body: event.body, json: event.json, dotted: event.dotted },
             magpie_core::HOOK_RULE,
             &flow,
         )
@@ -202,8 +238,8 @@ fn time_value(v: &Value, field: &str, now: i64) -> Result<i64, ApiError> {
 /// `POST /v1/events/replay` `{"bus", "since" | "from" (+ "to", default now), "rule"?, "dry_run"?, "cursor"?,
 /// "replay_id"?}`: one page of a replay; call again with `next_cursor` and `replay_id` until
 /// `next_cursor` is null.
-pub(super) async fn replay(State(state): S, bytes: Bytes) -> ApiResult {
-    let b: ReplayBody = super::body(&bytes)?;
+pub(super) async fn replay(State(state): S, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+    let b: ReplayBody = super::body(&headers, &bytes)?;
     let now = magpie_core::now_ms();
     let (from_ms, to_ms) = match (&b.since, &b.from, &b.to) {
         (Some(s), None, None) => (params::time(s, "since", now)?, now + 1),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,7 +24,7 @@ use magpie_store::Kind;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::{AppState, runtime};
+use crate::{AppState, ingest, runtime};
 
 type S = State<Arc<AppState>>;
 type ApiResult = Result<Response, ApiError>;
@@ -68,7 +68,56 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(api)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(refuse_long_bodies))
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// A declared `Content-Length` over the limit is refused before the body is read.
+async fn refuse_long_bodies(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        let mut r =
+            ApiError::too_large(format!("the body is larger than the limit of {MAX_BODY_BYTES} bytes")).into_response();
+        // The body is not read: the connection cannot be reused.
+        r.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        return r;
+    }
+    next.run(req).await
+}
+
+/// Every error answer has a JSON body: those the HTTP layer makes (405, 413 while reading, 400
+/// for a path that is not UTF-8…) are rewritten as `{"error": {"code", "message"}}`.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let head = req.method() == Method::HEAD;
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json || head {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_string(),
+        t => t.to_string(),
+    };
+    let mut out = ApiError::with_status(status, message).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k == header::ALLOW || k == header::CONNECTION || k == header::WWW_AUTHENTICATE {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 async fn auth(State(state): S, req: Request, next: Next) -> Response {
@@ -96,17 +145,35 @@ async fn metrics() -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::render()).into_response()
 }
 
-/// Parses a JSON body into `T`, naming the faulty field.
-pub(super) fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let v: Value =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-    magpie_core::config::from_value(v).map_err(ApiError::config)
+/// Media types read as YAML on configuration routes.
+const YAML_TYPES: [&str; 4] = ["application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"];
+
+/// A request body as a document: strict JSON (a duplicate key or a number no double holds is
+/// refused with its path) or, where `yaml` allows, YAML. Other media types answer 415.
+pub(super) fn document(headers: &HeaderMap, bytes: &[u8], yaml: bool) -> Result<Value, ApiError> {
+    let media = ingest::media_type(headers);
+    if yaml && media.as_deref().is_some_and(|m| YAML_TYPES.contains(&m)) {
+        let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+        return magpie_core::config::parse_yaml(text).map_err(ApiError::config);
+    }
+    if !ingest::is_json(media.as_deref()) {
+        let accepted = if yaml { "application/json or application/yaml" } else { "application/json" };
+        return Err(ingest::unsupported(media.as_deref().unwrap_or_default(), accepted));
+    }
+    let parsed = magpie_core::json::parse(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    parsed.into_clean().map_err(|f| ApiError::config(ConfigError::new(f.path_text(), f.reason)))
 }
 
-/// A body for `PUT /…/{name}`: the name may be omitted, and must match the path if given.
-pub(super) fn named_body(bytes: &[u8], fields: &[(&str, &str)]) -> Result<Value, ApiError> {
-    let mut v: Value =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+/// Parses a JSON body into `T`, naming the faulty field.
+pub(super) fn body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, ApiError> {
+    magpie_core::config::from_value(document(headers, bytes, false)?).map_err(ApiError::config)
+}
+
+/// A body for `PUT /…/{name}` (JSON or YAML): the name may be omitted, and must match the path
+/// if given.
+pub(super) fn named_body(headers: &HeaderMap, bytes: &[u8], fields: &[(&str, &str)]) -> Result<Value, ApiError> {
+    let mut v = document(headers, bytes, true)?;
     let Some(obj) = v.as_object_mut() else { return Err(ApiError::bad_request("the body must be a JSON object")) };
     for (field, want) in fields {
         match obj.get(*field) {
@@ -135,9 +202,8 @@ pub(super) async fn apply_doc(
 
 // ---- patterns ----------------------------------------------------------------------------
 
-async fn test_pattern(bytes: Bytes) -> ApiResult {
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+async fn test_pattern(headers: HeaderMap, bytes: Bytes) -> ApiResult {
+    let v = document(&headers, &bytes, false)?;
     let pattern = v.get("pattern").ok_or_else(|| ApiError::config(ConfigError::new("pattern", "required")))?;
     let event = v.get("event").ok_or_else(|| ApiError::config(ConfigError::new("event", "required")))?;
     let p = Pattern::parse(pattern).map_err(|e| {

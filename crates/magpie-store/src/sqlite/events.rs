@@ -71,9 +71,18 @@ pub(super) fn append_routed(
     now: i64,
 ) -> Result<i64> {
     tx.execute(
-        "INSERT INTO events (bus, id, body, time_ms, received_at, routed, matched, type, subject) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 1, '[]', ?6, ?7)",
-        params![bus, event.id, event.json, event.time_ms, now, text(&event.body, "type"), text(&event.body, "subject")],
+        "INSERT INTO events (bus, id, body, time_ms, received_at, routed, matched, type, subject, dotted) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 1, '[]', ?6, ?7, ?8)",
+        params![
+            bus,
+            event.id,
+            event.json,
+            event.time_ms,
+            now,
+            text(&event.body, "type"),
+            text(&event.body, "subject"),
+            event.dotted
+        ],
     )
     .map_err(db)?;
     let seq = tx.last_insert_rowid();
@@ -90,12 +99,12 @@ pub(super) fn unrouted(conn: &Connection, bus: &str, after: i64, limit: usize) -
     // The partial index `events_unrouted` holds exactly these rows.
     let mut stmt = conn
         .prepare_cached(
-            "SELECT seq, id, body FROM events WHERE bus = ?1 AND routed = 0 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            "SELECT seq, id, body, dotted FROM events WHERE bus = ?1 AND routed = 0 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )
         .map_err(db)?;
     let rows = stmt
         .query_map(params![bus, after, limit as i64], |r| {
-            Ok(UnroutedEvent { seq: r.get(0)?, id: r.get(1)?, body: r.get(2)? })
+            Ok(UnroutedEvent { seq: r.get(0)?, id: r.get(1)?, body: r.get(2)?, dotted: r.get(3)? })
         })
         .map_err(db)?;
     rows.collect::<rusqlite::Result<_>>().map_err(db)

@@ -44,6 +44,42 @@ const GROUP_COMMIT_MAX: usize = 512;
 /// The SQLite store.
 pub struct SqliteStore {
     tx: mpsc::Sender<Request>,
+    /// Held for the store's life: one process per database.
+    _lock: std::fs::File,
+}
+
+/// Takes the lock beside the database (`magpie.lock`), so that a second server on the same data
+/// directory refuses to start instead of sharing the database with the first.
+fn lock(path: &Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let lock_path = path.with_extension("lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Database(format!("opening {}: {e}", lock_path.display())))?;
+    match f.try_lock() {
+        Ok(()) => {
+            let _ = f.set_len(0);
+            let _ = f.seek(std::io::SeekFrom::Start(0));
+            let _ = write!(f, "{}", std::process::id());
+            Ok(f)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            let dir = path.parent().map(|d| d.display().to_string()).unwrap_or_default();
+            let by = if pid.trim().is_empty() { String::new() } else { format!(" (pid {})", pid.trim()) };
+            Err(StoreError::Database(format!(
+                "the data directory {dir:?} is in use by another Magpie{by}: stop it, or give this server its own --data-dir"
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::Database(format!("locking {}: {e}", lock_path.display())))
+        }
+    }
 }
 
 pub(crate) fn db(e: rusqlite::Error) -> StoreError {
@@ -59,6 +95,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Database(format!("creating {}: {e}", dir.display())))?;
         }
+        let lock = lock(path)?;
         let mut conn = Connection::open(path).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(db)?;
@@ -99,7 +136,7 @@ impl SqliteStore {
                 }
             })
             .map_err(|e| StoreError::Database(format!("starting the database thread: {e}")))?;
-        Ok(SqliteStore { tx })
+        Ok(SqliteStore { tx, _lock: lock })
     }
 
     async fn call<T: Send + 'static>(
@@ -146,8 +183,8 @@ fn append_group(conn: &mut Connection, group: AppendGroup) {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO events (bus, id, body, time_ms, received_at, type, subject) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (bus, id) DO NOTHING",
+                    "INSERT INTO events (bus, id, body, time_ms, received_at, type, subject, dotted) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (bus, id) DO NOTHING",
                 )
                 .map_err(db)?;
             let mut find = tx.prepare_cached("SELECT seq FROM events WHERE bus = ?1 AND id = ?2").map_err(db)?;
@@ -156,7 +193,7 @@ fn append_group(conn: &mut Connection, group: AppendGroup) {
                 for e in events {
                     let text = |k: &str| e.body.get(k).and_then(Value::as_str);
                     let n = insert
-                        .execute(params![bus, e.id, &e.json, e.time_ms, now, text("type"), text("subject")])
+                        .execute(params![bus, e.id, &e.json, e.time_ms, now, text("type"), text("subject"), e.dotted])
                         .map_err(db)?;
                     if n == 1 {
                         out.push(Appended::Stored(tx.last_insert_rowid()));

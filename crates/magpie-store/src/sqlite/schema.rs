@@ -6,7 +6,9 @@
 //! that runs again does not send them again), attempts become sends, failed jobs dead letters.
 //! Version 3 counts, per job, the runs in a row that a process death interrupted (`POISON`), and
 //! indexes the events each bus has yet to route (each bus routes on its own; the `cursors` table
-//! is no longer read).
+//! is no longer read). Version 4 records whether an event has a dotted key (`"a.b": 1`), so the
+//! router may stop reading an event early only when it has none (a dotted key further on could
+//! name a field a rule looks at).
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -14,7 +16,7 @@ use super::db;
 use crate::Result;
 
 /// The schema version this code writes.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// The current schema, for a new database.
 const SCHEMA: &str = r#"
@@ -169,6 +171,11 @@ ALTER TABLE jobs ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX events_unrouted ON events (bus, seq) WHERE routed = 0;
 "#;
 
+/// What version 4 adds to version 3. Events stored before it may have dotted keys.
+const V4: &str = r#"
+ALTER TABLE events ADD COLUMN dotted INTEGER NOT NULL DEFAULT 1;
+"#;
+
 /// Moves a version-1 database's data to version 2 (after [`V2`] created the new tables).
 const V1_TO_V2: &str = r#"
 ALTER TABLE events ADD COLUMN type TEXT;
@@ -237,7 +244,10 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         tx.execute_batch(V2).map_err(db)?;
         tx.execute_batch(V1_TO_V2).map_err(db)?;
     }
-    tx.execute_batch(V3).map_err(db)?;
+    if version < 3 {
+        tx.execute_batch(V3).map_err(db)?;
+    }
+    tx.execute_batch(V4).map_err(db)?;
     tx.pragma_update(None, "user_version", VERSION).map_err(db)?;
     tx.commit().map_err(db)
 }

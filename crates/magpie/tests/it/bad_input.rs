@@ -28,7 +28,7 @@ fn bad_input_is_refused_clearly_and_disturbs_nothing() {
     // An event over the 256 KiB limit.
     let big = json!({"source": "cvm.cloud.tencent", "data": {"blob": "x".repeat(300 * 1024)}});
     let (st, v) = http_send("POST", &events, "application/json", big.to_string());
-    assert_eq!(st, 400);
+    assert_eq!(st, 413);
     assert_eq!(v["entries"][0]["error_code"], "EventTooLarge", "{v}");
 
     // A batch: bad entries are refused one by one, good ones stored (PutEvents semantics).

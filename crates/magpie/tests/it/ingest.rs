@@ -15,7 +15,8 @@ fn cloudevents_bindings_and_tencent_put_events_are_accepted() {
     let (st, v) = http_send("POST", &events, "application/cloudevents+json", structured.to_string());
     assert_eq!((st, v["entries"][0]["id"].as_str()), (200, Some("ce-structured")), "{v}");
 
-    let batch = json!([{"id": "ce-b1", "source": "a"}, {"id": "ce-b2", "source": "b"}]);
+    let batch = json!([{"specversion": "1.0", "id": "ce-b1", "source": "a", "type": "t"},
+        {"specversion": "1.0", "id": "ce-b2", "source": "b", "type": "t"}]);
     let (st, v) = http_send("POST", &events, "application/cloudevents-batch+json", batch.to_string());
     assert_eq!((st, v["failed_count"].as_u64()), (200, Some(0)), "{v}");
 

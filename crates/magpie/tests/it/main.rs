@@ -5,6 +5,7 @@ mod bad_input;
 mod crash;
 mod dead_letters;
 mod demo;
+mod front_door;
 mod harness;
 mod hooks;
 mod ingest;
