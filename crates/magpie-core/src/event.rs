@@ -228,7 +228,7 @@ impl Event {
                 id
             }
         };
-        if !obj.contains_key("specversion") {
+        if obj.get("specversion").is_none_or(Value::is_null) {
             obj.insert("specversion".into(), Value::String("1.0".into()));
         }
         let body = Value::Object(obj);
@@ -247,6 +247,14 @@ impl Event {
     /// `specversion` and `time` in, as Tencent's PutEvents does).
     pub fn check_cloudevent(value: &Value) -> Result<(), EventError> {
         let Value::Object(obj) = value else { return Err(EventError::NotAnObject(json_kind(value))) };
+        if let Some(name) = obj.keys().find(|k| {
+            *k != "data_base64" && (k.is_empty() || !k.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        }) {
+            return Err(EventError::Json {
+                path: name.clone(),
+                reason: "a CloudEvents attribute name holds only lower-case letters a-z and digits".into(),
+            });
+        }
         for field in ["specversion", "id", "source", "type"] {
             match obj.get(field) {
                 Some(Value::String(s)) if !s.is_empty() => {}
@@ -311,14 +319,48 @@ fn parse_time_unchecked(value: &Value) -> Result<i64, String> {
                 }
                 return Err(format!("expected milliseconds since the epoch, got {s:?}"));
             }
-            humantime::parse_rfc3339_weak(s)
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as i64)
-                .ok_or_else(|| format!("expected milliseconds since the epoch or an RFC 3339 time, got {s:?}"))
+            match rfc3339_ms(s) {
+                Some(ms) if ms >= 0 => Ok(ms),
+                Some(_) => Err(format!("{s:?} is before 1970 (the epoch)")),
+                None => Err(format!("expected milliseconds since the epoch or an RFC 3339 time, got {s:?}")),
+            }
         }
         other => Err(format!("expected a number or a numeric string, got {}", json_kind(other))),
     }
+}
+
+/// An RFC 3339 time (`2024-01-02T03:04:05.678+08:00`, `…Z`, `t`/`z` in either case; without a
+/// zone, UTC) as milliseconds since the epoch (negative before it). `None` when it is not one.
+pub fn rfc3339_ms(s: &str) -> Option<i64> {
+    let upper = s.trim().to_ascii_uppercase();
+    let b = upper.as_bytes();
+    let (base, offset_s) = if let Some(base) = upper.strip_suffix('Z') {
+        (base, 0)
+    } else if b.len() > 6 && matches!(b[b.len() - 6], b'+' | b'-') && b[b.len() - 3] == b':' {
+        let (base, off) = upper.split_at(upper.len() - 6);
+        let digits = |r: std::ops::Range<usize>| -> Option<i64> {
+            let t = off.get(r)?;
+            if t.bytes().all(|c| c.is_ascii_digit()) { t.parse().ok() } else { None }
+        };
+        let (h, m) = (digits(1..3)?, digits(4..6)?);
+        if h > 23 || m > 59 {
+            return None;
+        }
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        (base, sign * (h * 3600 + m * 60))
+    } else {
+        (upper.as_str(), 0)
+    };
+    // `T` between date and time is required (humantime's weak form also takes a space).
+    if base.as_bytes().get(10) != Some(&b'T') {
+        return None;
+    }
+    let t = humantime::parse_rfc3339_weak(base).ok()?;
+    let ms = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).ok()?,
+        Err(e) => -i64::try_from(e.duration().as_millis()).ok()?,
+    };
+    Some(ms - offset_s * 1000)
 }
 
 /// The JSON type name of a value, for error messages.
@@ -368,6 +410,29 @@ mod tests {
         assert_eq!(e.time_ms, 1615430559146);
         let err = accept(json!({"source": "a", "time": "yesterday"})).unwrap_err();
         assert!(err.to_string().starts_with("time: "), "{err}");
+    }
+
+    #[test]
+    fn rfc3339_offsets_count() {
+        let ms = |s: &str| rfc3339_ms(s);
+        assert_eq!(ms("2024-01-02T03:04:05.678+08:00"), Some(1_704_135_845_678));
+        assert_eq!(ms("2024-01-02T03:04:05.678Z"), Some(1_704_164_645_678));
+        assert_eq!(ms("2024-01-02t03:04:05.678z"), Some(1_704_164_645_678));
+        assert_eq!(ms("2024-01-02T03:04:05+08:00"), Some(1_704_135_845_000));
+        assert_eq!(ms("2024-01-01T22:04:05.678-05:00"), Some(1_704_164_645_678));
+        assert_eq!(ms("2024-01-02T03:04:05.123456789+08:30"), Some(1_704_134_045_123));
+        assert_eq!(ms("1970-01-01T00:00:00+01:00"), Some(-3_600_000));
+        for bad in [
+            "2024-01-02T03:04:05+99:99",
+            "2024-01-02T03:04:05+8:00",
+            "2024-01-02 03:04:05Z",
+            "2024-13-02T00:00:00Z",
+            "x",
+        ] {
+            assert_eq!(ms(bad), None, "{bad}");
+        }
+        let e = accept(json!({"source": "a", "time": "1970-01-01T00:00:00+01:00"})).unwrap_err();
+        assert!(e.to_string().contains("before 1970"), "{e}");
     }
 
     #[test]

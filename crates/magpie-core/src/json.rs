@@ -153,15 +153,117 @@ pub fn has_dotted_keys(v: &Value) -> bool {
 /// Why a number literal cannot be kept, if it cannot: out of a double's range, or so small it
 /// would round to zero (subnormals such as `1e-320` are fine).
 pub fn number_fault(text: &str) -> Option<String> {
+    // Without an exponent, only a literal of 300+ characters can leave a double's range.
+    if text.len() < 300 && !text.bytes().any(|c| c == b'e' || c == b'E') {
+        return None;
+    }
     let f: f64 = text.parse().ok()?;
+    // A 1,000-digit number is not echoed whole.
+    let shown =
+        if text.len() > 40 { format!("{}…({} characters)", &text[..24], text.len()) } else { text.to_string() };
     if f.is_infinite() {
-        return Some(format!("{text} is beyond the range of a double"));
+        return Some(format!("{shown} is beyond the range of a double"));
     }
     let mantissa = text.bytes().take_while(|c| !matches!(c, b'e' | b'E'));
     if f == 0.0 && mantissa.clone().any(|c| matches!(c, b'1'..=b'9')) {
-        return Some(format!("{text} is too small for a double (it would round to 0)"));
+        return Some(format!("{shown} is too small for a double (it would round to 0)"));
     }
     None
+}
+
+/// A document read through serde (YAML) with the checks [`parse`] makes: a duplicate key and a
+/// number no double holds are errors (YAML readers would keep the last value, and turn `1e400`
+/// into infinity, which JSON cannot hold and `serde_json` would silently make `null`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Strict(pub Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-compatible value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Value, E> {
+        Number::from_i128(v).map(Value::Number).ok_or_else(|| E::custom(format!("{v} is beyond the range of a double")))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Value, E> {
+        Number::from_u128(v).map(Value::Number).ok_or_else(|| E::custom(format!("{v} is beyond the range of a double")))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        if v.is_nan() {
+            return Err(E::custom("NaN is not a number JSON can hold"));
+        }
+        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom(format!("{v} is beyond the range of a double")))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<Strict>()? {
+            let key = match key.0 {
+                Value::String(s) => s,
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                other => return Err(serde::de::Error::custom(format!("a key must be a string, got {other}"))),
+            };
+            let Strict(v) = map.next_value()?;
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate key {key:?}: a key may appear once")));
+            }
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 struct Parser<'a> {
@@ -222,7 +324,7 @@ impl<'a> Parser<'a> {
 
     fn object(&mut self, depth: usize) -> Result<Value, SyntaxError> {
         if depth > MAX_NESTING {
-            return Err(self.error(&format!("nested deeper than {MAX_NESTING} levels")));
+            return self.too_deep();
         }
         self.i += 1;
         let mut map = Map::new();
@@ -267,7 +369,7 @@ impl<'a> Parser<'a> {
 
     fn array(&mut self, depth: usize) -> Result<Value, SyntaxError> {
         if depth > MAX_NESTING {
-            return Err(self.error(&format!("nested deeper than {MAX_NESTING} levels")));
+            return self.too_deep();
         }
         self.i += 1;
         let mut items = Vec::new();
@@ -291,6 +393,34 @@ impl<'a> Parser<'a> {
                 }
                 _ => return Err(self.error("expected ',' or ']' in an array")),
             }
+        }
+    }
+
+    /// A value nested past [`MAX_NESTING`]: a fault of the part it is in, skipped without
+    /// recursion (brackets balanced, strings read) so that the rest of the document is read.
+    fn too_deep(&mut self) -> Result<Value, SyntaxError> {
+        self.fault(format!("nested deeper than {MAX_NESTING} levels"));
+        let mut open: Vec<u8> = Vec::new();
+        loop {
+            match self.peek() {
+                None => return Err(self.error("unexpected end of input")),
+                Some(b'"') => {
+                    self.string()?;
+                    continue;
+                }
+                Some(c @ (b'{' | b'[')) => open.push(if c == b'{' { b'}' } else { b']' }),
+                Some(c @ (b'}' | b']')) => {
+                    if open.pop() != Some(c) {
+                        return Err(self.error("mismatched bracket"));
+                    }
+                    if open.is_empty() {
+                        self.i += 1;
+                        return Ok(Value::Null);
+                    }
+                }
+                Some(_) => {}
+            }
+            self.i += 1;
         }
     }
 
@@ -405,20 +535,28 @@ impl<'a> Parser<'a> {
         Ok(v)
     }
 
+    /// A `\\u` escape (after the `u`). A lone surrogate is well-formed JSON but no character:
+    /// a fault of the part it is in (read as U+FFFD so that the document can be read on).
     fn unicode_escape(&mut self) -> Result<char, SyntaxError> {
         let hi = self.hex4()?;
+        let lone = |p: &mut Self| {
+            p.fault("a lone surrogate (\\ud800-\\udfff) in a \\u escape is not a character".into());
+            Ok('\u{FFFD}')
+        };
         let code = if (0xD800..0xDC00).contains(&hi) {
             if !self.b[self.i..].starts_with(b"\\u") {
-                return Err(self.error("a lone surrogate in a \\u escape"));
+                return lone(self);
             }
+            let save = self.i;
             self.i += 2;
             let lo = self.hex4()?;
             if !(0xDC00..0xE000).contains(&lo) {
-                return Err(self.error("a lone surrogate in a \\u escape"));
+                self.i = save;
+                return lone(self);
             }
             0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
         } else if (0xDC00..0xE000).contains(&hi) {
-            return Err(self.error("a lone surrogate in a \\u escape"));
+            return lone(self);
         } else {
             hi
         };
@@ -474,6 +612,18 @@ mod tests {
     }
 
     #[test]
+    fn yaml_is_read_as_strictly() {
+        let read = |t: &str| serde_saphyr::from_str::<Strict>(t).map(|s| s.0);
+        assert_eq!(
+            read("a: [1, 2.5, x, null, true]\nb: {c: d}\n").unwrap(),
+            json!({"a": [1, 2.5, "x", null, true], "b": {"c": "d"}})
+        );
+        for bad in ["a: 1\na: 2\n", "a: 1e400\n", "a: [-.inf]\n", "a: .nan\n"] {
+            assert!(read(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
     fn syntax_errors_stop_the_parse() {
         for text in [
             "",
@@ -486,8 +636,7 @@ mod tests {
             "-",
             "\"a",
             "\"\\x\"",
-            "\"\\ud800\"",
-            "\"\\udc00x\"",
+            "\"\\u12\"",
             "{\"a\" 1}",
             "nul",
             "[1] x",
@@ -497,10 +646,25 @@ mod tests {
             assert!(parse(text.as_bytes()).is_err(), "{text:?} should be refused");
         }
         assert!(parse(b"\"\xff\"").is_err());
-        let deep = "[".repeat(MAX_NESTING + 1) + &"]".repeat(MAX_NESTING + 1);
-        assert!(parse(deep.as_bytes()).unwrap_err().reason.contains("deeper"));
         let fine = "[".repeat(MAX_NESTING) + &"]".repeat(MAX_NESTING);
-        assert!(parse(fine.as_bytes()).is_ok());
+        assert!(parse(fine.as_bytes()).unwrap().faults.is_empty());
+        let unbalanced = "[".repeat(MAX_NESTING + 5) + &"]".repeat(MAX_NESTING + 4);
+        assert!(parse(unbalanced.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_and_lone_surrogates_are_faults_of_their_part() {
+        let deep = "[".repeat(MAX_NESTING + 10) + "\"]\"" + &"]".repeat(MAX_NESTING + 10);
+        let doc =
+            format!("[{{\"ok\": 1}}, {{\"deep\": {deep}}}, {{\"s\": \"\\ud800\"}}, {{\"pair\": \"\\ud83d\\ude00\"}}]");
+        let p = parse(doc.as_bytes()).unwrap();
+        let faults: Vec<String> = p.faults.iter().map(Fault::to_string).collect();
+        assert_eq!(faults.len(), 2, "{faults:?}");
+        assert!(faults[0].starts_with("[1].deep") && faults[0].contains("deeper"), "{faults:?}");
+        assert!(faults[1].starts_with("[2].s: a lone surrogate"), "{faults:?}");
+        assert_eq!(p.value[0]["ok"], json!(1));
+        assert_eq!(p.value[3]["pair"], json!("😀"));
+        assert!(number_fault(&format!("1{}", "0".repeat(999))).unwrap().contains("(1000 characters)"));
         let e = parse(b"{\n  \"a\": tru\n}").unwrap_err();
         assert_eq!((e.line, e.column), (2, 8));
     }

@@ -437,6 +437,13 @@ fn numeric(v: &Value, at: &str) -> Result<NumericRange, PatternError> {
             other => return Err(PatternError::new(at, format!("unknown comparison {other}; use =, <, <=, > or >="))),
         };
         let n = match &pair[1] {
+            // An integer is checked before rounding: 2^53 + 1 is not exactly a double.
+            Value::Number(n) if n.as_i64().is_some_and(|i| i.unsigned_abs() > NUMERIC_LIMIT as u64) => {
+                return Err(PatternError::new(
+                    at,
+                    format!("{n} is beyond the supported range of ±2^53 (9007199254740992)"),
+                ));
+            }
             Value::Number(n) => number(n, at)?,
             other => return Err(PatternError::new(at, format!("the operand of {op:?} must be a number, got {other}"))),
         };

@@ -440,6 +440,7 @@ mod aws {
         let e = parse("1E-325").unwrap_err();
         assert_eq!(e.to_string(), "f[0].numeric: 1e-325 is too small for a double (it would round to 0)");
         assert!(parse("1E309").is_err());
+        assert!(parse("9007199254740992").is_ok() && parse("9007199254740993").is_err(), "2^53 + 1 rounds");
         assert!(Pattern::parse_str(r#"{"f": [1E400]}"#).is_err(), "exact values too");
         assert!(Pattern::parse_str(r#"{"f": [1E-400]}"#).is_err());
     }

@@ -55,32 +55,51 @@ pub fn unsupported(media: &str, accepted: &str) -> ApiError {
 
 /// The entries of a request to `bus`.
 pub fn entries(headers: &HeaderMap, body: &[u8], bus: &str) -> Result<Entries, ApiError> {
-    if headers.contains_key("ce-specversion") {
+    let media = media_type(headers);
+    // A CloudEvents content type is structured mode whatever else is sent; `ce-specversion` is
+    // binary mode; other `ce-` headers alone are a mistake, not something to ignore.
+    let structured = media.as_deref().is_some_and(|m| m.starts_with("application/cloudevents"));
+    if !structured && headers.contains_key("ce-specversion") {
         return Ok(Entries { items: vec![binary_event(headers, body)?], batch: false });
     }
-    let media = media_type(headers);
+    if !structured && let Some(name) = headers.keys().find(|k| k.as_str().starts_with("ce-")) {
+        return Err(ApiError::field(
+            "ce-specversion",
+            format!("header {name} without ce-specversion: a binary-mode CloudEvent needs ce-specversion: 1.0"),
+        ));
+    }
     if !is_json(media.as_deref()) {
         return Err(unsupported(media.as_deref().unwrap_or_default(), "application/json or a CloudEvents JSON type"));
     }
-    let parsed = json::parse(body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let mut parsed =
+        json::parse(body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     match media.as_deref() {
         Some("application/cloudevents-batch+json") => {
             let Value::Array(_) = &parsed.value else {
                 return Err(ApiError::bad_request("a CloudEvents batch must be a JSON array of events"));
             };
-            let items = split(&parsed, &[], cloudevent);
+            let items = split(&mut parsed, None, cloudevent);
             Ok(Entries { items, batch: true })
         }
         Some("application/cloudevents+json") => {
-            Ok(Entries { items: vec![whole(&parsed, &[], parsed.value.clone()).and_then(cloudevent)], batch: false })
+            let v = parsed.value.take();
+            Ok(Entries { items: vec![whole(&parsed.faults, &[], v).and_then(cloudevent)], batch: false })
         }
         _ => plain(parsed, bus),
     }
 }
 
+/// The shapes of a plain PutEvents body.
+enum Shape {
+    Entries,
+    EventList,
+    Array,
+    One,
+}
+
 /// The plain PutEvents forms.
-fn plain(parsed: Parsed, bus: &str) -> Result<Entries, ApiError> {
-    let top_faults = |allowed: &str| -> Result<(), ApiError> {
+fn plain(mut parsed: Parsed, bus: &str) -> Result<Entries, ApiError> {
+    let top_faults = |parsed: &Parsed, allowed: &str| -> Result<(), ApiError> {
         // Faults inside an entry refuse that entry; any other (a duplicate `entries`) the request.
         match parsed
             .faults
@@ -91,9 +110,9 @@ fn plain(parsed: Parsed, bus: &str) -> Result<Entries, ApiError> {
             None => Ok(()),
         }
     };
-    match &parsed.value {
+    let shape = match &parsed.value {
         Value::Object(o) if o.contains_key("entries") => {
-            top_faults("entries")?;
+            top_faults(&parsed, "entries")?;
             if let Some(k) = o.keys().find(|k| *k != "entries") {
                 return Err(ApiError::field(
                     k.clone(),
@@ -103,11 +122,10 @@ fn plain(parsed: Parsed, bus: &str) -> Result<Entries, ApiError> {
             let Some(Value::Array(_)) = o.get("entries") else {
                 return Err(ApiError::field("entries", "entries: expected an array of events"));
             };
-            let items = split(&parsed, &[Step::Key("entries".into())], Ok);
-            Ok(Entries { items, batch: true })
+            Shape::Entries
         }
         Value::Object(o) if o.contains_key("EventList") => {
-            top_faults("EventList")?;
+            top_faults(&parsed, "EventList")?;
             match o.get("EventBusId") {
                 None => {}
                 Some(Value::String(id)) if id == bus => {}
@@ -127,45 +145,69 @@ fn plain(parsed: Parsed, bus: &str) -> Result<Entries, ApiError> {
             let Some(Value::Array(_)) = o.get("EventList") else {
                 return Err(ApiError::field("EventList", "EventList: expected an array of events"));
             };
-            let items = split(&parsed, &[Step::Key("EventList".into())], from_tencent);
-            Ok(Entries { items, batch: true })
+            Shape::EventList
         }
-        Value::Array(_) => Ok(Entries { items: split(&parsed, &[], Ok), batch: true }),
-        other => Ok(Entries { items: vec![whole(&parsed, &[], other.clone())], batch: false }),
-    }
+        Value::Array(_) => Shape::Array,
+        _ => Shape::One,
+    };
+    Ok(match shape {
+        Shape::Entries => Entries { items: split(&mut parsed, Some("entries"), |v| bus_id(v, bus)), batch: true },
+        Shape::EventList => Entries { items: split(&mut parsed, Some("EventList"), from_tencent), batch: true },
+        Shape::Array => Entries { items: split(&mut parsed, None, |v| bus_id(v, bus)), batch: true },
+        Shape::One => {
+            let v = parsed.value.take();
+            Entries { items: vec![whole(&parsed.faults, &[], v).and_then(|v| bus_id(v, bus))], batch: false }
+        }
+    })
 }
 
-/// The elements of the array at `at`, each with its own faults, through `then`.
+/// The elements of the array at the top (or under `key`), moved out of the document, each with
+/// its own faults, through `then`.
 fn split(
-    parsed: &Parsed,
-    at: &[Step],
+    parsed: &mut Parsed,
+    key: Option<&str>,
     then: impl Fn(Value) -> Result<Value, EventError>,
 ) -> Vec<Result<Value, EventError>> {
-    let mut array = &parsed.value;
-    for step in at {
-        array = match step {
-            Step::Key(k) => &array[k.as_str()],
-            Step::Index(i) => &array[*i],
-        };
-    }
-    let Value::Array(items) = array else { return Vec::new() };
+    let array = match key {
+        Some(k) => parsed.value.get_mut(k).map(Value::take),
+        None => Some(parsed.value.take()),
+    };
+    let Some(Value::Array(items)) = array else { return Vec::new() };
+    let mut path: Vec<Step> = key.map(|k| vec![Step::Key(k.to_string())]).unwrap_or_default();
+    let base = path.len();
     items
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            let mut path = at.to_vec();
+            path.truncate(base);
             path.push(Step::Index(i));
-            whole(parsed, &path, item.clone()).and_then(&then)
+            whole(&parsed.faults, &path, item).and_then(&then)
         })
         .collect()
 }
 
-/// `value` (the part of `parsed` at `at`), or its first fault.
-fn whole(parsed: &Parsed, at: &[Step], value: Value) -> Result<Value, EventError> {
-    match parsed.faults_under(at).first() {
-        Some(f) => Err(EventError::from_fault(f)),
+/// `value` (the part of the document at `at`), or the first fault in it.
+fn whole(faults: &[json::Fault], at: &[Step], value: Value) -> Result<Value, EventError> {
+    match faults.iter().find(|f| f.path.starts_with(at)) {
+        Some(f) => Err(EventError::Json { path: json::path_text(&f.path[at.len()..]), reason: f.reason.clone() }),
         None => Ok(value),
     }
+}
+
+/// An event's own `EventBusId` (Tencent's field) must name the bus it is put on; it is not kept.
+fn bus_id(v: Value, bus: &str) -> Result<Value, EventError> {
+    let Value::Object(mut o) = v else { return Ok(v) };
+    match o.remove("EventBusId") {
+        None => {}
+        Some(Value::String(id)) if id == bus => {}
+        Some(other) => {
+            return Err(EventError::Json {
+                path: "EventBusId".into(),
+                reason: format!("{other} is not the bus of this request's path ({bus:?})"),
+            });
+        }
+    }
+    Ok(Value::Object(o))
 }
 
 fn cloudevent(v: Value) -> Result<Value, EventError> {
@@ -360,6 +402,10 @@ mod tests {
         assert!(entries(&headers(&[]), br#"{"EventBusId":"b","EventList":[{"Source":"a"}]}"#, "b").is_ok());
         let err = entries(&headers(&[]), br#"{"EventBusId":"other","EventList":[{"Source":"a"}]}"#, "b").unwrap_err();
         assert_eq!(err.path.as_deref(), Some("EventBusId"));
+        let one = entries(&headers(&[]), br#"{"source":"a","EventBusId":"other"}"#, "b").unwrap();
+        assert_eq!(one.items[0].as_ref().unwrap_err().path().as_deref(), Some("EventBusId"));
+        let one = entries(&headers(&[]), br#"{"source":"a","EventBusId":"b"}"#, "b").unwrap();
+        assert_eq!(ok(one)[0], json!({"source": "a"}));
     }
 
     #[test]
@@ -396,6 +442,13 @@ mod tests {
         bin.insert("content-type", "application/octet-stream".parse().unwrap());
         let e = ok(entries(&bin, &[0xff, 0x00], "b").unwrap());
         assert_eq!(e[0]["data_base64"], "/wA=");
+        let mut lone = HeaderMap::new();
+        lone.insert("ce-id", "x".parse().unwrap());
+        assert_eq!(entries(&lone, br#"{"source":"a"}"#, "b").unwrap_err().path.as_deref(), Some("ce-specversion"));
+        let mut structured = h.clone();
+        structured.insert("content-type", "application/cloudevents+json".parse().unwrap());
+        let e = entries(&structured, br#"{"specversion":"1.0","id":"s1","source":"a","type":"t"}"#, "b").unwrap();
+        assert_eq!(ok(e)[0]["id"], "s1", "a CloudEvents content type is structured mode");
         let mut no_type = h.clone();
         no_type.remove("ce-type");
         assert_eq!(entries(&no_type, b"{}", "b").unwrap().items[0].as_ref().unwrap_err(), &EventError::Missing("type"));

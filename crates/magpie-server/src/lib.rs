@@ -113,7 +113,7 @@ pub struct AppState {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The store could not be opened.
-    #[error("opening the store: {0}")]
+    #[error("opening the store")]
     Store(#[from] magpie_store::StoreError),
     /// The configuration was refused.
     #[error("configuration: {0}")]

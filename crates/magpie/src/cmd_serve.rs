@@ -149,11 +149,12 @@ async fn start_simulator(listen: &str, robots: Vec<Robot>) -> Result<(), Exit> {
 pub async fn serve(args: ServeArgs) -> Result<u8, Exit> {
     init_logging();
     let mut config = None;
+    let mut demo_robots = None;
     if args.demo {
         // The demo's webhooks point at the simulator wherever it listens.
         let text = DEMO_CONFIG.replace("http://127.0.0.1:7481/", &format!("http://{}/", args.robots_listen));
         let demo = ConfigDocument::from_yaml(&text).map_err(|e| anyhow!("the built-in demo configuration: {e}"))?;
-        start_simulator(&args.robots_listen, robots_of(&demo)).await?;
+        demo_robots = Some(robots_of(&demo));
         config = Some(demo);
     }
     if let Some(path) = &args.config {
@@ -187,6 +188,11 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Exit> {
         magpie_server::ServerError::Config(c) => invalid(anyhow!("{}", c.message)),
         other => Exit(1, other.into()),
     })?;
+    // The simulator starts once the data directory is this server's (a second server on it stops
+    // before taking the simulator's port).
+    if let Some(robots) = demo_robots {
+        start_simulator(&args.robots_listen, robots).await?;
+    }
     let listener =
         tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;

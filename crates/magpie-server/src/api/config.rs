@@ -16,6 +16,18 @@ use crate::error::ApiError;
 use crate::ingest;
 use crate::runtime::{redacted_connection, rule_key};
 
+/// An error about the one object a `PUT /…/{name}` sent: its path is in that object's body
+/// (`pattern.data.cpu`), not in the document the change is applied as (`rules[0].pattern…`).
+fn one_object(mut e: ApiError, prefix: &str) -> ApiError {
+    if let Some(p) = e.path.as_mut()
+        && let Some(rest) = p.strip_prefix(prefix)
+    {
+        *p = rest.to_string();
+        e.message = e.message.replacen(prefix, "", 1);
+    }
+    e
+}
+
 // ---- buses -------------------------------------------------------------------------------
 
 pub(super) async fn list_buses(State(state): S) -> Json<Vec<BusSpec>> {
@@ -35,14 +47,18 @@ pub(super) async fn create_bus(State(state): S, headers: HeaderMap, bytes: Bytes
     if state.runtime.get().buses.contains_key(&b.name) {
         return Err(ApiError::conflict(format!("bus {:?} already exists", b.name)));
     }
-    apply_doc(&state, ConfigDocument { buses: vec![b.clone()], ..Default::default() }, vec![]).await?;
+    apply_doc(&state, ConfigDocument { buses: vec![b.clone()], ..Default::default() }, vec![])
+        .await
+        .map_err(|e| one_object(e, "buses[0]."))?;
     Ok((StatusCode::CREATED, Json(b)).into_response())
 }
 
 pub(super) async fn put_bus(State(state): S, Path(bus): Path<String>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
     let b: BusSpec =
         magpie_core::config::from_value(named_body(&headers, &bytes, &[("name", &bus)])?).map_err(ApiError::config)?;
-    apply_doc(&state, ConfigDocument { buses: vec![b.clone()], ..Default::default() }, vec![]).await?;
+    apply_doc(&state, ConfigDocument { buses: vec![b.clone()], ..Default::default() }, vec![])
+        .await
+        .map_err(|e| one_object(e, "buses[0]."))?;
     Ok(Json(b).into_response())
 }
 
@@ -93,7 +109,9 @@ pub(super) async fn put_rule(
     if !state.runtime.get().buses.contains_key(&bus) {
         return Err(ApiError::not_found(format!("no bus {bus:?}")));
     }
-    apply_doc(&state, ConfigDocument { rules: vec![r.clone()], ..Default::default() }, vec![]).await?;
+    apply_doc(&state, ConfigDocument { rules: vec![r.clone()], ..Default::default() }, vec![])
+        .await
+        .map_err(|e| one_object(e, "rules[0]."))?;
     Ok(Json(r).into_response())
 }
 
@@ -120,7 +138,9 @@ pub(super) async fn get_flow(State(state): S, Path(flow): Path<String>) -> ApiRe
 pub(super) async fn put_flow(State(state): S, Path(flow): Path<String>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
     let f: FlowSpec =
         magpie_core::config::from_value(named_body(&headers, &bytes, &[("name", &flow)])?).map_err(ApiError::config)?;
-    apply_doc(&state, ConfigDocument { flows: vec![f.clone()], ..Default::default() }, vec![]).await?;
+    apply_doc(&state, ConfigDocument { flows: vec![f.clone()], ..Default::default() }, vec![])
+        .await
+        .map_err(|e| one_object(e, "flows[0]."))?;
     Ok(Json(f).into_response())
 }
 
@@ -153,7 +173,9 @@ pub(super) async fn put_connection(
     let mut c: ConnectionSpec =
         magpie_core::config::from_value(named_body(&headers, &bytes, &[("name", &name)])?).map_err(ApiError::config)?;
     keep_redacted_secrets(&state, &mut c);
-    apply_doc(&state, ConfigDocument { connections: vec![c.clone()], ..Default::default() }, vec![]).await?;
+    apply_doc(&state, ConfigDocument { connections: vec![c.clone()], ..Default::default() }, vec![])
+        .await
+        .map_err(|e| one_object(e, "connections[0]."))?;
     Ok(Json(redacted_connection(&c)).into_response())
 }
 

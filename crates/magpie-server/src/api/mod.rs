@@ -204,6 +204,12 @@ pub(super) async fn apply_doc(
 
 async fn test_pattern(headers: HeaderMap, bytes: Bytes) -> ApiResult {
     let v = document(&headers, &bytes, false)?;
+    if let Some(k) = v.as_object().and_then(|o| o.keys().find(|k| !matches!(k.as_str(), "pattern" | "event"))) {
+        return Err(ApiError::config(ConfigError::new(
+            k.clone(),
+            "unknown field; the body is {\"pattern\", \"event\"}",
+        )));
+    }
     let pattern = v.get("pattern").ok_or_else(|| ApiError::config(ConfigError::new("pattern", "required")))?;
     let event = v.get("event").ok_or_else(|| ApiError::config(ConfigError::new("event", "required")))?;
     let p = Pattern::parse(pattern).map_err(|e| {

@@ -20,9 +20,8 @@ pub fn time(value: &str, field: &str, now_ms: i64) -> Result<i64, ApiError> {
         // Further back than the epoch is the epoch: everything.
         return Ok(now_ms.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).max(0));
     }
-    if let Ok(t) = humantime::parse_rfc3339_weak(v) {
-        let ms = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-        return Ok(ms);
+    if let Some(ms) = magpie_core::event::rfc3339_ms(v) {
+        return Ok(ms.max(0));
     }
     Err(ApiError::config(ConfigError::new(
         field,

@@ -119,6 +119,22 @@ fn malformed_input_is_refused_with_the_field_and_good_entries_are_kept() {
     assert!(v["entries"][8]["error_message"].as_str().unwrap().contains("duplicate key"), "{v}");
     assert!(v["entries"][5]["error_message"].as_str().unwrap().contains("beyond the range of a double"), "{v}");
 
+    // A lone surrogate and nesting past the parser's limit refuse only their entry.
+    let deep = "[".repeat(140) + &"]".repeat(140);
+    let body = format!(
+        r#"[{{"source": "s", "id": "after-lone"}}, {{"source": "\ud800"}}, {{"source": "s", "data": {deep}}}, {{"source": "s", "id": "after-deep"}}]"#
+    );
+    let (st, v) = send(&events, &[], body);
+    assert_eq!((st, v["failed_count"].as_u64()), (200, Some(2)), "{v}");
+    assert_eq!(v["entries"][1]["error_path"], "source", "{v}");
+    assert!(v["entries"][2]["error_path"].as_str().unwrap().starts_with("data"), "{v}");
+
+    // Tencent's EventBusId in a single event; ce- headers without ce-specversion.
+    let (st, v) = send(&events, &[], r#"{"source": "s", "EventBusId": "other"}"#);
+    assert_eq!((st, error_path(&v)), (400, "EventBusId"), "{v}");
+    let (st, v) = send(&events, &[("ce-id", "lost")], r#"{"source": "s"}"#);
+    assert_eq!((st, error_path(&v)), (400, "ce-specversion"), "{v}");
+
     // A duplicate key outside the entries refuses the request.
     let (st, v) = send(&events, &[], r#"{"entries": [{"source": "s"}], "entries": []}"#);
     assert_eq!((st, error_path(&v)), (400, "entries"), "{v}");
@@ -194,7 +210,7 @@ fn malformed_input_is_refused_with_the_field_and_good_entries_are_kept() {
 
     // Nothing else was disturbed: the good entries are stored, the server still serves.
     let ids = stored_ids(&url);
-    for id in ["ce-good-1", "ce-good-2", "plain-good-1", "plain-good-2"] {
+    for id in ["ce-good-1", "ce-good-2", "plain-good-1", "plain-good-2", "after-lone", "after-deep"] {
         assert!(ids.iter().any(|i| i == id), "{id} stored: {ids:?}");
     }
     assert!(!ids.iter().any(|i| i == "x" || i == "no-specversion"), "{ids:?}");
@@ -251,9 +267,18 @@ fn regions_times_subjects_and_a_locked_data_dir() {
         "{}",
     );
     assert_eq!(st, 200, "{v}");
-    let msgs = eventually(15, "two messages", || {
+    // The same instant with an offset.
+    let (st, v) = send(
+        &events,
+        &[("content-type", "application/cloudevents+json")],
+        json!({"specversion": "1.0", "id": "fd-ce-2", "source": "cvm.cloud.tencent", "type": "t",
+            "time": "2023-11-15T06:13:20+08:00", "region": "ap-offset"})
+        .to_string(),
+    );
+    assert_eq!(st, 200, "{v}");
+    let msgs = eventually(15, "three messages", || {
         let m = sim_messages(&sim);
-        (m.len() >= 2).then_some(m)
+        (m.len() >= 3).then_some(m)
     });
     let contents: Vec<String> = msgs.iter().map(|m| m.to_string()).collect();
     assert!(contents.iter().any(|c| c.contains("1700000000000</font> ap-shanghai")), "bus region filled: {contents:?}");
@@ -332,6 +357,11 @@ fn the_readme_cloudevent_reaches_all_three_demo_robots_on_other_ports() {
         msgs.iter().filter_map(|m| m["platform"].as_str().map(str::to_string)).collect();
     assert_eq!(platforms.len(), 3, "{msgs:?}");
     assert!(msgs.iter().all(|m| m.to_string().contains("ap-guangzhou")), "the demo bus's region: {msgs:?}");
+    // A listen path's stored request is named after its flow.
+    let (st, v) = send(&format!("{url}/hooks/ebtestwecom"), &[], r#"{"source": "x"}"#);
+    assert_eq!(st, 202, "{v}");
+    let hooks = get(&format!("{url}/v1/events?bus=_hooks"));
+    assert_eq!(hooks["events"][0]["body"]["subject"], "eb-wecom", "{hooks}");
     let _ = demo.kill();
     let mut err = String::new();
     if let Some(mut e) = demo.stderr.take() {
