@@ -8,7 +8,8 @@
 //! ```
 //!
 //! `MAGPIE_BENCH_CITYLOTS` overrides the data path; `MAGPIE_BENCH_PASSES` the passes (best kept);
-//! `MAGPIE_BENCH_EXACT=1` reads events as if they could hold dotted keys (no early stop).
+//! `MAGPIE_BENCH_EXACT=1` reads events as if they could hold dotted keys (no early stop);
+//! `MAGPIE_BENCH_SETS=PREFIX,SUFFIX` runs only those sets.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -139,6 +140,10 @@ fn main() {
         }
     }
     sets.push(("COMBO".into(), combo));
+    if let Ok(only) = std::env::var("MAGPIE_BENCH_SETS") {
+        let only: Vec<&str> = only.split(',').collect();
+        sets.retain(|(n, _)| only.contains(&n.as_str()));
+    }
 
     for (name, rules) in &sets {
         let compiled: Vec<(usize, Pattern)> =

@@ -110,7 +110,7 @@ impl<'a> Scanner<'a> {
         }
         let start = self.i;
         let rest = &self.b[start..];
-        let end = memchr::memchr2(b'"', b'\\', rest).ok_or(self.error())?;
+        let end = quote_or_escape(rest).ok_or(self.error())?;
         if rest[..end].iter().any(|&c| c < 0x20) {
             return Err(ScanError::Syntax(start));
         }
@@ -180,7 +180,7 @@ impl<'a> Scanner<'a> {
         self.i += 1;
         loop {
             let rest = &self.b[self.i.min(self.b.len())..];
-            let at = memchr::memchr2(b'"', b'\\', rest).ok_or(self.error())?;
+            let at = quote_or_escape(rest).ok_or(self.error())?;
             self.i += at + 1;
             if rest[at] == b'"' {
                 return Ok(());
@@ -197,9 +197,7 @@ impl<'a> Scanner<'a> {
                 let mut depth = 0usize;
                 loop {
                     // Jump to the next structural byte.
-                    while self.b.get(self.i).is_some_and(|&c| !STRUCTURAL[c as usize]) {
-                        self.i += 1;
-                    }
+                    self.i = next_structural(self.b, self.i);
                     match self.peek() {
                         Some(b'"') => self.skip_string()?,
                         Some(b'{' | b'[') => {
@@ -225,6 +223,50 @@ impl<'a> Scanner<'a> {
             _ => Err(self.error()),
         }
     }
+}
+
+/// The first `"` or `\\` in `b`. Most strings in events are short, where a plain loop beats the
+/// set-up of a vectorised search; longer ones get `memchr`.
+#[inline]
+fn quote_or_escape(b: &[u8]) -> Option<usize> {
+    const SHORT: usize = 24;
+    if let Some(i) = b.iter().take(SHORT).position(|&c| c == b'"' || c == b'\\') {
+        return Some(i);
+    }
+    if b.len() <= SHORT {
+        return None;
+    }
+    memchr::memchr2(b'"', b'\\', &b[SHORT..]).map(|i| i + SHORT)
+}
+
+/// The position of the first byte at or after `i` that opens or closes a string, object or
+/// array (`b.len()` when there is none), eight bytes at a time.
+#[inline]
+fn next_structural(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The lowest byte flagged is always a zero byte of `x` (borrows only flag bytes above one).
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
+        // OR-ed with 0x26, `[` `]` `{` `}` (and `Y` `_` `y` DEL, checked below) become 0x7F.
+        let brackets = zero_bytes((w | u64::from_ne_bytes([0x26; 8])) ^ u64::from_ne_bytes([0x7F; 8]));
+        let quotes = zero_bytes(w ^ u64::from_ne_bytes([b'"'; 8]));
+        let m = brackets | quotes;
+        if m == 0 {
+            i += 8;
+            continue;
+        }
+        let j = i + (m.trailing_zeros() / 8) as usize;
+        if STRUCTURAL[b[j] as usize] {
+            return j;
+        }
+        i = j + 1;
+    }
+    while i < b.len() && !STRUCTURAL[b[i] as usize] {
+        i += 1;
+    }
+    i.min(b.len())
 }
 
 /// Bytes that open or close strings, objects and arrays.
@@ -279,6 +321,20 @@ fn valid_number(t: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_structural_finds_what_a_byte_loop_finds() {
+        let text = br#"12345678901234567890.5,-1e9 Yy_ true, false , null: [ {x} ] "s" tail without any"#;
+        for start in 0..text.len() {
+            let want = (start..text.len()).find(|&k| STRUCTURAL[text[k] as usize]).unwrap_or(text.len());
+            assert_eq!(next_structural(text, start), want, "from {start}");
+        }
+        let all: Vec<u8> = (0..=255u8).cycle().take(600).collect();
+        for start in 0..all.len() {
+            let want = (start..all.len()).find(|&k| STRUCTURAL[all[k] as usize]).unwrap_or(all.len());
+            assert_eq!(next_structural(&all, start), want, "from {start}");
+        }
+    }
 
     #[test]
     fn strings_numbers_and_skips() {
