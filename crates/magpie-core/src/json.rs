@@ -125,7 +125,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, SyntaxError> {
 
 /// Parses `bytes` and refuses any fault: for documents taken whole (configuration, pattern tests).
 pub fn parse_clean(bytes: &[u8]) -> Result<Value, String> {
-    let parsed = parse(bytes).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    let parsed = parse(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
     parsed.into_clean().map_err(|f| f.to_string())
 }
 

@@ -22,13 +22,14 @@ fn read_input(file: &str) -> Result<String, Exit> {
 
 /// The request body for a file of events: one event, `{"entries": …}`, an array, or JSON lines.
 pub fn events_body(text: &str) -> Result<Value, Exit> {
-    match serde_json::from_str::<Value>(text) {
+    // Read as strictly as the server does: what is re-sent must be what the file says.
+    match magpie_core::json::parse_clean(text.as_bytes()) {
         Ok(Value::Array(items)) => Ok(json!({"entries": items})),
         Ok(v) => Ok(v),
         Err(whole) => {
             let mut entries = Vec::new();
             for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let v: Value = serde_json::from_str(line)
+                let v = magpie_core::json::parse_clean(line.as_bytes())
                     .map_err(|e| invalid(anyhow!("not JSON ({whole}), nor JSON lines: line {}: {e}", i + 1)))?;
                 entries.push(v);
             }

@@ -193,8 +193,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Exit> {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))
                 .map_err(invalid)?;
-            serde_json::from_str::<Value>(&text)
-                .map_err(|e| invalid(anyhow!("{}: not valid JSON: {e}", path.display())))?
+            magpie_core::json::parse_clean(text.as_bytes()).map_err(|e| invalid(anyhow!("{}: {e}", path.display())))?
         }
         (None, Some(name)) => magpie_core::templates::find(name)
             .ok_or_else(|| invalid(anyhow!("no template {name:?}; see `magpie events templates`")))?

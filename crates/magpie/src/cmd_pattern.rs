@@ -15,7 +15,8 @@ fn read_json(path: &Path, what: &str) -> Result<Value, Exit> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the {what} {}", path.display()))
         .map_err(invalid)?;
-    serde_json::from_str(&text).map_err(|e| invalid(anyhow!("the {what} {} is not valid JSON: {e}", path.display())))
+    // Read as strictly as the server reads bodies (a duplicate key, a number no double holds).
+    magpie_core::json::parse_clean(text.as_bytes()).map_err(|e| invalid(anyhow!("the {what} {}: {e}", path.display())))
 }
 
 /// `magpie pattern test`: exit 0 on match, 1 on no match, 2 when the pattern or event is invalid.

@@ -370,3 +370,23 @@ fn the_readme_cloudevent_reaches_all_three_demo_robots_on_other_ports() {
     let _ = demo.wait();
     assert!(err.contains(&format!("magpie --server http://127.0.0.1:{api} events send-template")), "{err}");
 }
+
+#[test]
+fn the_cli_reads_files_as_strictly_as_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), None, "server");
+    let url = server.url();
+    let dup = dir.path().join("dup.json");
+    std::fs::write(&dup, r#"{"source": "a", "source": "b"}"#).unwrap();
+    let pattern = dir.path().join("p.json");
+    std::fs::write(&pattern, r#"{"source": ["a"]}"#).unwrap();
+    let o = cli(&url, &["pattern", "test", "--pattern", pattern.to_str().unwrap(), "--event", dup.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("source: duplicate key"), "{}", stderr(&o));
+    // `events put` does not quietly send the last of two values.
+    let o = cli(&url, &["events", "put", dup.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("duplicate key"), "{}", stderr(&o));
+    let v = get(&format!("{url}/v1/events?bus=default"));
+    assert_eq!(v["events"].as_array().map(Vec::len), Some(0), "nothing was sent: {v}");
+}
