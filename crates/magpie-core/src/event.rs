@@ -299,7 +299,7 @@ pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 pub fn parse_time(value: &Value) -> Result<i64, String> {
     let ms = parse_time_unchecked(value)?;
     if ms > MAX_TIME_MS {
-        return Err(format!("{value} is after the year 9999 (milliseconds since the epoch expected)"));
+        return Err(format!("{value} is after the end of year 9999"));
     }
     Ok(ms)
 }

@@ -39,7 +39,7 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
 /// curl's default for `-d` (`application/x-www-form-urlencoded`, which curl sends for JSON too).
 pub fn is_json(media: Option<&str>) -> bool {
     match media {
-        None | Some("") => true,
+        None => true,
         Some(m) => {
             m == "application/json"
                 || (m.starts_with("application/") && m.ends_with("+json"))
@@ -127,7 +127,7 @@ fn plain(mut parsed: Parsed, bus: &str) -> Result<Entries, ApiError> {
         Value::Object(o) if o.contains_key("EventList") => {
             top_faults(&parsed, "EventList")?;
             match o.get("EventBusId") {
-                None => {}
+                None | Some(Value::Null) => {}
                 Some(Value::String(id)) if id == bus => {}
                 Some(other) => {
                     return Err(ApiError::field(
@@ -152,7 +152,10 @@ fn plain(mut parsed: Parsed, bus: &str) -> Result<Entries, ApiError> {
     };
     Ok(match shape {
         Shape::Entries => Entries { items: split(&mut parsed, Some("entries"), |v| bus_id(v, bus)), batch: true },
-        Shape::EventList => Entries { items: split(&mut parsed, Some("EventList"), from_tencent), batch: true },
+        Shape::EventList => Entries {
+            items: split(&mut parsed, Some("EventList"), |v| bus_id(v, bus).and_then(from_tencent)),
+            batch: true,
+        },
         Shape::Array => Entries { items: split(&mut parsed, None, |v| bus_id(v, bus)), batch: true },
         Shape::One => {
             let v = parsed.value.take();
@@ -198,11 +201,11 @@ fn whole(faults: &[json::Fault], at: &[Step], value: Value) -> Result<Value, Eve
 fn bus_id(v: Value, bus: &str) -> Result<Value, EventError> {
     let Value::Object(mut o) = v else { return Ok(v) };
     match o.remove("EventBusId") {
-        None => {}
+        None | Some(Value::Null) => {}
         Some(Value::String(id)) if id == bus => {}
         Some(other) => {
-            return Err(EventError::Json {
-                path: "EventBusId".into(),
+            return Err(EventError::Invalid {
+                field: "EventBusId",
                 reason: format!("{other} is not the bus of this request's path ({bus:?})"),
             });
         }
@@ -406,6 +409,10 @@ mod tests {
         assert_eq!(one.items[0].as_ref().unwrap_err().path().as_deref(), Some("EventBusId"));
         let one = entries(&headers(&[]), br#"{"source":"a","EventBusId":"b"}"#, "b").unwrap();
         assert_eq!(ok(one)[0], json!({"source": "a"}));
+        let inner = entries(&headers(&[]), br#"{"EventList":[{"source":"x","EventBusId":"other"},{"Source":"y","EventBusId":"other"},{"source":"z"}]}"#, "b").unwrap();
+        assert_eq!(inner.items[0].as_ref().unwrap_err().path().as_deref(), Some("EventBusId"));
+        assert_eq!(inner.items[1].as_ref().unwrap_err().path().as_deref(), Some("EventBusId"));
+        assert!(inner.items[2].is_ok());
     }
 
     #[test]

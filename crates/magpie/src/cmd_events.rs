@@ -21,24 +21,23 @@ fn read_input(file: &str) -> Result<String, Exit> {
 }
 
 /// The request body for a file of events: one event, `{"entries": …}`, an array, or JSON lines.
-pub fn events_body(text: &str) -> Result<Value, Exit> {
-    // Read as strictly as the server does: what is re-sent must be what the file says.
-    match magpie_core::json::parse_clean(text.as_bytes()) {
-        Ok(Value::Array(items)) => Ok(json!({"entries": items})),
-        Ok(v) => Ok(v),
-        Err(whole) => {
-            let mut entries = Vec::new();
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let v = magpie_core::json::parse_clean(line.as_bytes())
-                    .map_err(|e| invalid(anyhow!("not JSON ({whole}), nor JSON lines: line {}: {e}", i + 1)))?;
-                entries.push(v);
-            }
-            if entries.is_empty() {
-                return Err(invalid(anyhow!("no events in the input")));
-            }
-            Ok(json!({"entries": entries}))
-        }
+/// The events' text is sent as it is (never re-serialised), so the server reads them as the file
+/// says — a duplicate key or a number no double holds refuses that entry there, and only it.
+pub fn events_body(text: &str) -> Result<String, Exit> {
+    let whole = match magpie_core::json::parse(text.as_bytes()) {
+        Ok(_) => return Ok(text.to_string()),
+        Err(e) => e,
+    };
+    let mut lines = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        magpie_core::json::parse(line.as_bytes())
+            .map_err(|e| invalid(anyhow!("not JSON ({whole}), nor JSON lines: line {}: {e}", i + 1)))?;
+        lines.push(line.trim());
     }
+    if lines.is_empty() {
+        return Err(invalid(anyhow!("no events in the input")));
+    }
+    Ok(format!("{{\"entries\": [{}]}}", lines.join(",")))
 }
 
 fn print_results(answer: &Value) -> u8 {
@@ -67,11 +66,7 @@ fn print_results(answer: &Value) -> u8 {
 pub async fn put(client: &Client, bus: &str, file: &str) -> Result<u8, Exit> {
     let body = events_body(&read_input(file)?)?;
     let (status, answer) = client
-        .call_raw(
-            Method::POST,
-            &format!("/v1/buses/{bus}/events"),
-            Some(("application/json", body.to_string().into_bytes())),
-        )
+        .call_raw(Method::POST, &format!("/v1/buses/{bus}/events"), Some(("application/json", body.into_bytes())))
         .await?;
     if answer.get("entries").is_some() {
         let code = print_results(&answer);

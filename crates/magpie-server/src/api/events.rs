@@ -119,9 +119,14 @@ pub(super) async fn hook(State(state): S, Path(path): Path<String>, headers: Hea
         Value::Null
     } else {
         match magpie_core::json::parse(&bytes) {
-            Ok(parsed) => parsed.into_clean().map_err(|f| ApiError::field(f.path_text(), f.to_string()))?,
+            Ok(parsed) if parsed.faults.is_empty() => parsed.value,
+            Ok(parsed) if declared_json => {
+                let f = parsed.faults.first().map(|f| (f.path_text(), f.to_string())).unwrap_or_default();
+                return Err(ApiError::field(f.0, f.1));
+            }
             Err(e) if declared_json => return Err(ApiError::bad_request(format!("the body is not valid JSON: {e}"))),
-            Err(_) => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+            // Not declared JSON, and not clean JSON: the body is text.
+            Ok(_) | Err(_) => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
         }
     };
     let subject = match &hook.subject {

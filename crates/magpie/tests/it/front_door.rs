@@ -383,10 +383,20 @@ fn the_cli_reads_files_as_strictly_as_the_server() {
     let o = cli(&url, &["pattern", "test", "--pattern", pattern.to_str().unwrap(), "--event", dup.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("source: duplicate key"), "{}", stderr(&o));
-    // `events put` does not quietly send the last of two values.
+    // `events put` sends the file's text as it is: the server refuses the entry with a duplicate
+    // key (not the last of its two values) and keeps the others, in every file form.
     let o = cli(&url, &["events", "put", dup.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("duplicate key"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(format!("{}{}", stdout(&o), stderr(&o)).contains("duplicate key"), "{}{}", stdout(&o), stderr(&o));
+    let lines = dir.path().join("events.jsonl");
+    std::fs::write(
+        &lines,
+        "{\"source\": \"x\", \"data\": \"\\ud800\"}\n{\"source\": \"cli-ok\", \"id\": \"cli-ok\"}\n",
+    )
+    .unwrap();
+    let o = cli(&url, &["events", "put", lines.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "one refused: {}{}", stdout(&o), stderr(&o));
     let v = get(&format!("{url}/v1/events?bus=default"));
-    assert_eq!(v["events"].as_array().map(Vec::len), Some(0), "nothing was sent: {v}");
+    let ids: Vec<&str> = v["events"].as_array().unwrap().iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids, ["cli-ok"], "{v}");
 }
