@@ -171,6 +171,43 @@ pub fn number_fault(text: &str) -> Option<String> {
     None
 }
 
+/// Reads a YAML document as strictly as [`parse`] reads JSON: [`Strict`] for duplicate keys and
+/// non-finite numbers, and a look at the source text of plain scalars for numbers so small that
+/// the YAML reader would make them 0 (`1e-400`), which it cannot report by itself.
+pub fn parse_yaml(text: &str) -> Result<Value, String> {
+    for item in granit_parser::Parser::new_from_str(text) {
+        // Syntax errors are the YAML reader's to report, below.
+        let Ok((event, span)) = item else { break };
+        if let granit_parser::Event::Scalar(v, granit_parser::ScalarStyle::Plain, _, None) = &event
+            && yaml_float_underflows(v.trim())
+        {
+            return Err(format!(
+                "line {} column {}: {} is too small for a double (it would round to 0)",
+                span.start.line(),
+                span.start.col() + 1,
+                v.trim()
+            ));
+        }
+    }
+    serde_saphyr::from_str::<Strict>(text).map(|s| s.0).map_err(|e| e.to_string())
+}
+
+/// Whether a plain YAML scalar is a float literal with an exponent that rounds to 0 though its
+/// digits are not all zero.
+fn yaml_float_underflows(t: &str) -> bool {
+    let body = t.strip_prefix(['+', '-']).unwrap_or(t);
+    let Some((mantissa, exp)) = body.split_once(['e', 'E']) else { return false };
+    let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+    let digits_dot =
+        |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit() || c == b'.') && s.matches('.').count() <= 1;
+    digits_dot(mantissa)
+        && mantissa != "."
+        && !exp.is_empty()
+        && exp.bytes().all(|c| c.is_ascii_digit())
+        && mantissa.bytes().any(|c| matches!(c, b'1'..=b'9'))
+        && t.parse::<f64>().is_ok_and(|f| f == 0.0)
+}
+
 /// A document read through serde (YAML) with the checks [`parse`] makes: a duplicate key and a
 /// number no double holds are errors (YAML readers would keep the last value, and turn `1e400`
 /// into infinity, which JSON cannot hold and `serde_json` would silently make `null`).
@@ -621,6 +658,12 @@ mod tests {
         for bad in ["a: 1\na: 2\n", "a: 1e400\n", "a: [-.inf]\n", "a: .nan\n"] {
             assert!(read(bad).is_err(), "{bad:?} should be refused");
         }
+        let e = parse_yaml("a:\n  b: [1, 1e-400]\n").unwrap_err();
+        assert_eq!(e, "line 2 column 10: 1e-400 is too small for a double (it would round to 0)");
+        assert_eq!(
+            parse_yaml("a: '1e-400'\nb: 1e-320\nc: 0e-999\nd: inf\ne: 1.5e3\n").unwrap(),
+            json!({"a": "1e-400", "b": 1e-320, "c": 0.0, "d": "inf", "e": 1500.0})
+        );
     }
 
     #[test]

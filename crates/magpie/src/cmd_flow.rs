@@ -144,8 +144,7 @@ impl Offline {
 
 fn load_doc(path: &PathBuf) -> Result<(Value, String), Exit> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display())).map_err(invalid)?;
-    let magpie_core::json::Strict(v) =
-        serde_saphyr::from_str(&text).map_err(|e| invalid(anyhow!("{}: {e}", path.display())))?;
+    let v = magpie_core::json::parse_yaml(&text).map_err(|e| invalid(anyhow!("{}: {e}", path.display())))?;
     Ok((v, text))
 }
 

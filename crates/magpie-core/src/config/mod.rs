@@ -130,8 +130,7 @@ fn yes() -> bool {
 }
 /// Parses a YAML or JSON document into `T`, naming the path of the faulty field on error.
 pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
-    let crate::json::Strict(value) =
-        serde_saphyr::from_str(text).map_err(|e| ConfigError::new("(document)", e.to_string()))?;
+    let value = crate::json::parse_yaml(text).map_err(|e| ConfigError::new("(document)", e))?;
     from_value(value)
 }
 

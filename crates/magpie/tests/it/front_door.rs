@@ -184,6 +184,14 @@ fn malformed_input_is_refused_with_the_field_and_good_entries_are_kept() {
     assert!(error_path(&v).starts_with("steps[0]"), "{v}");
     let (st, v) = http_send("PUT", &format!("{url}/v1/flows/f"), "application/yaml", "steps: []\nsteps: []\n");
     assert_eq!(st, 400, "a YAML duplicate key: {v}");
+    let (st, v) = http_send(
+        "PUT",
+        &format!("{url}/v1/buses/default/rules/tiny"),
+        "application/yaml",
+        "pattern: {n: [{numeric: [\">\", 1e-400]}]}\n",
+    );
+    assert_eq!(st, 400, "a YAML number that would round to 0: {v}");
+    assert!(v["error"]["message"].as_str().unwrap_or_default().contains("too small for a double"), "{v}");
 
     // Every error has a JSON body: 404, 405, a path that is not UTF-8.
     let (st, v) = http_get(&format!("{url}/v1/nothing-here")).unwrap();
