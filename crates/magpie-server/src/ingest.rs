@@ -113,38 +113,15 @@ fn plain(mut parsed: Parsed, bus: &str) -> Result<Entries, ApiError> {
     let shape = match &parsed.value {
         Value::Object(o) if o.contains_key("entries") => {
             top_faults(&parsed, "entries")?;
-            if let Some(k) = o.keys().find(|k| *k != "entries") {
-                return Err(ApiError::field(
-                    k.clone(),
-                    format!("{k}: unknown field; a batch is {{\"entries\": [events]}}"),
-                ));
-            }
-            let Some(Value::Array(_)) = o.get("entries") else {
-                return Err(ApiError::field("entries", "entries: expected an array of events"));
-            };
+            wrapper(o, "entries", &[], "{\"entries\": [events]}")?;
             Shape::Entries
         }
         Value::Object(o) if o.contains_key("EventList") => {
             top_faults(&parsed, "EventList")?;
-            match o.get("EventBusId") {
-                None | Some(Value::Null) => {}
-                Some(Value::String(id)) if id == bus => {}
-                Some(other) => {
-                    return Err(ApiError::field(
-                        "EventBusId",
-                        format!("EventBusId: {other} is not the bus of this request's path ({bus:?})"),
-                    ));
-                }
+            if let Some(reason) = o.get("EventBusId").and_then(|id| other_bus(id, bus)) {
+                return Err(ApiError::field("EventBusId", format!("EventBusId: {reason}")));
             }
-            if let Some(k) = o.keys().find(|k| !matches!(k.as_str(), "EventList" | "EventBusId")) {
-                return Err(ApiError::field(
-                    k.clone(),
-                    format!("{k}: unknown field; Tencent's form is {{\"EventList\": [events], \"EventBusId\": bus}}"),
-                ));
-            }
-            let Some(Value::Array(_)) = o.get("EventList") else {
-                return Err(ApiError::field("EventList", "EventList: expected an array of events"));
-            };
+            wrapper(o, "EventList", &["EventBusId"], "{\"EventList\": [events], \"EventBusId\": bus}")?;
             Shape::EventList
         }
         Value::Array(_) => Shape::Array,
@@ -197,18 +174,32 @@ fn whole(faults: &[json::Fault], at: &[Step], value: Value) -> Result<Value, Eve
     }
 }
 
-/// An event's own `EventBusId` (Tencent's field) must name the bus it is put on; it is not kept.
+/// A batch wrapper (`{"entries": [...]}`, Tencent's `{"EventList": [...], ...}`): `list` is an
+/// array and no key but it and `allowed` is there.
+fn wrapper(o: &Map<String, Value>, list: &str, allowed: &[&str], form: &str) -> Result<(), ApiError> {
+    if let Some(k) = o.keys().find(|k| *k != list && !allowed.contains(&k.as_str())) {
+        return Err(ApiError::field(k.clone(), format!("{k}: unknown field; the batch form is {form}")));
+    }
+    match o.get(list) {
+        Some(Value::Array(_)) => Ok(()),
+        _ => Err(ApiError::field(list, format!("{list}: expected an array of events"))),
+    }
+}
+
+/// Why an `EventBusId` (Tencent's field) does not name `bus`, if it does not; null is absent.
+fn other_bus(id: &Value, bus: &str) -> Option<String> {
+    match id {
+        Value::Null => None,
+        Value::String(id) if id == bus => None,
+        other => Some(format!("{other} is not the bus of this request's path ({bus:?})")),
+    }
+}
+
+/// An event's own `EventBusId` must name the bus it is put on; it is not kept.
 fn bus_id(v: Value, bus: &str) -> Result<Value, EventError> {
     let Value::Object(mut o) = v else { return Ok(v) };
-    match o.remove("EventBusId") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(id)) if id == bus => {}
-        Some(other) => {
-            return Err(EventError::Invalid {
-                field: "EventBusId",
-                reason: format!("{other} is not the bus of this request's path ({bus:?})"),
-            });
-        }
+    if let Some(reason) = o.remove("EventBusId").and_then(|id| other_bus(&id, bus)) {
+        return Err(EventError::Invalid { field: "EventBusId", reason });
     }
     Ok(Value::Object(o))
 }
