@@ -1,6 +1,7 @@
 //! Types shared by every Magpie stage: the event envelope, configuration objects (buses, rules,
 //! connections, flows), error types, names, `${ENV}` references and the built-in event templates.
 
+pub mod alert;
 pub mod config;
 pub mod env;
 pub mod error_type;

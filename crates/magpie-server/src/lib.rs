@@ -6,6 +6,7 @@
 //! the router, workers, outbox and sweep and serves on a listener the caller binds (tests bind
 //! port 0).
 
+pub mod alerts;
 mod api;
 pub mod delivery;
 pub mod error;
@@ -107,6 +108,10 @@ pub struct AppState {
     pub stop: watch::Sender<bool>,
     /// Where expressions' code is evaluated.
     pub sandbox: magpie_sandbox::Sandbox,
+    /// The silences that have not ended.
+    pub silences: alerts::Silences,
+    /// Wakes the silence task when a silence is created or expired.
+    pub silences_changed: Notify,
 }
 
 /// Why the server could not start.
@@ -161,7 +166,10 @@ impl AppState {
                 Some(o) => magpie_sandbox::Sandbox::processes(o.clone()),
                 None => magpie_sandbox::Sandbox::in_process(2),
             },
+            silences: alerts::Silences::default(),
+            silences_changed: Notify::new(),
         });
+        state.silences.reload(state.store.as_ref()).await?;
         tracing::info!(expressions = %state.sandbox.describe(), "expressions are evaluated in a sandbox");
         state.runtime.reload(state.store.as_ref()).await.map_err(ServerError::Config)?;
         if let Some(doc) = &opts.config {
@@ -203,7 +211,8 @@ pub async fn run(
         tokio::spawn(router::run(state.clone(), stop.clone())),
         tokio::spawn(worker::run(state.clone(), stop.clone())),
         tokio::spawn(outbox::supervise(state.clone(), stop.clone())),
-        tokio::spawn(sweep::run(state.clone(), stop)),
+        tokio::spawn(sweep::run(state.clone(), stop.clone())),
+        tokio::spawn(alerts::run(state.clone(), stop)),
     ];
     let served = axum::serve(listener, app(state.clone())).with_graceful_shutdown(shutdown).await;
     let _ = state.stop.send(true);

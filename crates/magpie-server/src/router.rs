@@ -9,13 +9,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use magpie_store::{NewJob, Routed, UnroutedEvent};
+use magpie_store::{AlertTouch, NewJob, Routed, UnroutedEvent};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::AppState;
+use crate::alerts::SilenceSet;
 use crate::runtime::Runtime;
-use crate::telemetry::{EventsRouted, InternalEvent};
+use crate::telemetry::{EventsRouted, EventsSilenced, InternalEvent};
 
 const BATCH: usize = 500;
 
@@ -77,11 +78,18 @@ async fn lane(state: Arc<AppState>, bus: String, mut stop: watch::Receiver<bool>
                 let full = events.len() == BATCH;
                 let last = events.last().map_or(position, |e| e.seq);
                 let rt = state.runtime.get();
+                let silences = state.silences.get();
                 let name = bus.clone();
-                let routed = tokio::task::spawn_blocking(move || route(&rt, &name, &events)).await;
+                let routed =
+                    tokio::task::spawn_blocking(move || route(&rt, &silences, &name, &events, magpie_core::now_ms()))
+                        .await;
                 match routed {
                     Ok(routed) => {
                         let n = routed.len() as u64;
+                        let silenced = routed.iter().filter(|r| r.silenced_by.is_some()).count() as u64;
+                        if silenced > 0 {
+                            EventsSilenced { events: silenced }.emit();
+                        }
                         match state.store.commit_routing(routed, magpie_core::now_ms()).await {
                             Ok(jobs) => {
                                 position = last;
@@ -118,11 +126,14 @@ async fn lane(state: Arc<AppState>, bus: String, mut stop: watch::Receiver<bool>
     }
 }
 
-/// Matches a batch of one bus's events against its rules.
-fn route(rt: &Runtime, bus: &str, events: &[UnroutedEvent]) -> Vec<Routed> {
+/// Matches a batch of one bus's events against its rules. An event a silence in force matches
+/// gets no jobs; an alert event (`status` `"1"`/`"0"`) gets its jobs through its alert (the store
+/// decides, in the routing transaction, whether the alert is told).
+fn route(rt: &Runtime, silences: &SilenceSet, bus: &str, events: &[UnroutedEvent], now: i64) -> Vec<Routed> {
     let mut matched = Vec::new();
     let matcher = rt.matchers.get(bus);
     let rules = rt.rules.get(bus);
+    let keys = rt.alert_keys.get(bus);
     events
         .iter()
         .map(|e| {
@@ -138,13 +149,50 @@ fn route(rt: &Runtime, bus: &str, events: &[UnroutedEvent]) -> Vec<Routed> {
                 tracing::error!(event_id = %e.id, bus, error = %err, "a stored event cannot be read; it matches no rule");
                 matched.clear();
             }
-            let jobs = matched
-                .iter()
-                .filter_map(|rule| rules.and_then(|r| r.get(rule)).map(|spec| (rule, spec)))
-                .flat_map(|(rule, spec)| spec.targets.iter().map(|t| NewJob { rule: rule.clone(), flow: t.flow.clone() }))
-                .collect();
-            tracing::debug!(event_id = %e.id, bus, rules = ?matched, "routed");
-            Routed { seq: e.seq, matched: matched.clone(), jobs }
+            let silenced_by = if matched.is_empty() || silences.is_empty() {
+                None
+            } else {
+                silences.matching(bus, e.body.as_bytes(), e.dotted, now)
+            };
+            // A rule's own alert key reads the event; it is parsed once, only if one needs it.
+            let mut parsed: Option<magpie_flow::Message> = None;
+            let mut jobs = Vec::new();
+            let mut alerts = Vec::new();
+            for (rule, spec) in matched.iter().filter_map(|r| rules.and_then(|m| m.get(r)).map(|s| (r, s))) {
+                let flows = spec.targets.iter().map(|t| t.flow.clone());
+                match &e.alert {
+                    Some(a) => {
+                        let key = match keys.and_then(|k| k.get(rule)) {
+                            None => a.key.clone(),
+                            Some(template) => {
+                                let msg = parsed.get_or_insert_with(|| {
+                                    let body = serde_json::from_str(&e.body).unwrap_or_default();
+                                    magpie_flow::Message::new(&e.id, body)
+                                });
+                                template.render(msg, 1024).unwrap_or_else(|| a.key.clone())
+                            }
+                        };
+                        let repeat_ms = spec.alert.as_ref().map_or_else(
+                            || magpie_core::alert::AlertSpec::default().repeat_ms(),
+                            magpie_core::alert::AlertSpec::repeat_ms,
+                        );
+                        alerts.push(AlertTouch {
+                            rule: rule.clone(),
+                            key,
+                            signal: a.signal,
+                            at: e.time_ms,
+                            repeat_ms,
+                            flows: flows.collect(),
+                        });
+                    }
+                    None if silenced_by.is_none() => {
+                        jobs.extend(flows.map(|flow| NewJob { rule: rule.clone(), flow }));
+                    }
+                    None => {}
+                }
+            }
+            tracing::debug!(event_id = %e.id, bus, rules = ?matched, silenced = ?silenced_by, "routed");
+            Routed { seq: e.seq, matched: matched.clone(), jobs, alerts, silenced_by }
         })
         .collect()
 }

@@ -35,6 +35,8 @@ pub struct Runtime {
     pub matchers: HashMap<String, Matcher<String>>,
     /// Listen paths (`POST /hooks/{path}`) to the flows listening.
     pub hooks: HashMap<String, Hook>,
+    /// Rules' own alert keys (`alert.key`), by bus, then rule.
+    pub alert_keys: HashMap<String, HashMap<String, magpie_flow::expr::Lookups>>,
 }
 
 impl Runtime {
@@ -151,6 +153,15 @@ fn compile(doc: &ConfigDocument) -> Result<Runtime, ConfigError> {
         if r.enabled {
             patterns.entry(r.bus.clone()).or_default().push((r.name.clone(), p));
         }
+        if let Some(key) = r.alert.as_ref().and_then(|a| a.key.as_deref()) {
+            let lookups = magpie_flow::expr::Lookups::parse(key).ok_or_else(|| {
+                ConfigError::new(
+                    format!("rules[{i}].alert.key"),
+                    "only text and {{ payload.field }} lookups are allowed here (it is rendered as events are routed)",
+                )
+            })?;
+            rt.alert_keys.entry(r.bus.clone()).or_default().insert(r.name.clone(), lookups);
+        }
         rt.rules.entry(r.bus.clone()).or_default().insert(r.name.clone(), r.clone());
     }
     rt.matchers = patterns.into_iter().map(|(bus, ps)| (bus, Matcher::build(ps))).collect();
@@ -182,6 +193,14 @@ pub async fn apply(
     // Patterns and expressions are checked here, so their errors carry the document's own paths.
     for (i, r) in doc.rules.iter().enumerate() {
         Pattern::parse(&r.pattern).map_err(|e| ApiError::config(pattern_error(i, e)))?;
+        if let Some(key) = r.alert.as_ref().and_then(|a| a.key.as_deref())
+            && magpie_flow::expr::Lookups::parse(key).is_none()
+        {
+            return Err(ApiError::config(ConfigError::new(
+                format!("rules[{i}].alert.key"),
+                "only text and {{ payload.field }} lookups are allowed here (it is rendered as events are routed)",
+            )));
+        }
     }
     for (i, f) in doc.flows.iter().enumerate() {
         Flow::compile(f).map_err(|e| ApiError::config(ConfigError::new(format!("flows[{i}].{}", e.path), e.reason)))?;

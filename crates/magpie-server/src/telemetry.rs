@@ -96,6 +96,54 @@ impl InternalEvent for EventsRouted {
     }
 }
 
+/// The router found events a silence keeps quiet: routed and traced, no flow told.
+pub struct EventsSilenced {
+    /// Events.
+    pub events: u64,
+}
+
+impl InternalEvent for EventsSilenced {
+    fn emit(self) {
+        tracing::debug!(events = self.events, "events silenced");
+        counter!("magpie_events_silenced_total").increment(self.events);
+    }
+}
+
+/// A silence ended and the alerts it kept quiet were released.
+pub struct SilenceReleased<'a> {
+    /// The silence.
+    pub silence: &'a str,
+    /// Alerts still firing when it ended.
+    pub alerts: usize,
+    /// Flow runs created to tell them.
+    pub jobs: usize,
+}
+
+impl InternalEvent for SilenceReleased<'_> {
+    fn emit(self) {
+        tracing::info!(silence = self.silence, alerts = self.alerts, jobs = self.jobs, "silence ended");
+        counter!("magpie_silences_ended_total").increment(1);
+        counter!("magpie_jobs_created_total").increment(self.jobs as u64);
+    }
+}
+
+/// A source adapter turned a sender's request into events.
+pub struct SourceAccepted<'a> {
+    /// The adapter (`alertmanager`, `grafana`, `tencent-monitor`).
+    pub source: &'a str,
+    /// The bus.
+    pub bus: &'a str,
+    /// Alerts stored (duplicates included).
+    pub alerts: u64,
+}
+
+impl InternalEvent for SourceAccepted<'_> {
+    fn emit(self) {
+        tracing::debug!(source = self.source, bus = self.bus, alerts = self.alerts, "source request accepted");
+        counter!("magpie_source_alerts_total", "source" => self.source.to_string()).increment(self.alerts);
+    }
+}
+
 /// How a flow run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunEnd {

@@ -229,7 +229,11 @@ async fn prepare(state: &AppState, job: &Job, body: Value) -> Result<(Arc<Runtim
         None if job.runs > 1 => state.store.journal(job.id).await.map_err(|e| Unprepared::Store(e.to_string()))?,
         None => Journal::default(),
     };
-    let msg = flow_message(&job.bus, &job.rule, &job.flow, &job.event_id, body, job.replay.as_deref());
+    let mut msg = flow_message(&job.bus, &job.rule, &job.flow, &job.event_id, body, job.replay.as_deref());
+    // An alert's state as the routing saw it: `msg.vars.alert` (key, notice, fired_count, …).
+    if let Some(alert) = &job.alert {
+        msg.vars.insert("alert".into(), alert.clone());
+    }
     Ok((state.runtime.get(), msg, checkpoint(&journal)))
 }
 

@@ -33,7 +33,8 @@ macro_rules! store_suite {
                 the_outbox_lease_has_one_owner_and_a_new_owner_requeues_what_was_in_flight,
                 failed_messages_and_failed_runs_are_dead_letters_that_redrive,
                 a_digest_lists_its_events_and_traces_show_the_fold,
-                the_archive_lists_replays_and_sweeps);
+                the_archive_lists_replays_and_sweeps,
+                alerts_are_deduplicated_paired_and_released_after_a_silence);
         }
     };
     (@tests $open:expr; $($t:ident),*) => {
@@ -81,7 +82,12 @@ async fn routed_jobs(s: &dyn Store, ids: &[&str], now: i64) -> Vec<i64> {
         .iter()
         .map(|a| {
             let (Appended::Stored(seq) | Appended::Duplicate(seq)) = *a;
-            Routed { seq, matched: vec!["r1".into()], jobs: vec![NewJob { rule: "r1".into(), flow: "f1".into() }] }
+            Routed {
+                seq,
+                matched: vec!["r1".into()],
+                jobs: vec![NewJob { rule: "r1".into(), flow: "f1".into() }],
+                ..Default::default()
+            }
         })
         .collect();
     s.commit_routing(routed, now).await.unwrap();
@@ -166,8 +172,8 @@ pub async fn a_job_the_process_keeps_dying_in_is_poison(s: Arc<dyn Store>) {
     s.append_events("default", vec![ev("a"), ev("b")]).await.unwrap();
     let job = |rule: &str| NewJob { rule: rule.into(), flow: "f".into() };
     let routed = vec![
-        Routed { seq: 1, matched: vec!["r".into()], jobs: vec![job("r")] },
-        Routed { seq: 2, matched: vec!["r".into()], jobs: vec![job("r")] },
+        Routed { seq: 1, matched: vec!["r".into()], jobs: vec![job("r")], ..Default::default() },
+        Routed { seq: 2, matched: vec!["r".into()], jobs: vec![job("r")], ..Default::default() },
     ];
     s.commit_routing(routed, 100).await.unwrap();
     let mut now = 100;
@@ -204,8 +210,13 @@ pub async fn events_route_into_jobs_that_are_claimed_once(s: Arc<dyn Store>) {
     assert_eq!(s.unrouted_events("default", 1, 10).await.unwrap().len(), 1, "after a position");
     assert!(s.unrouted_events("other", 0, 10).await.unwrap().is_empty(), "by bus");
     let routed = vec![
-        Routed { seq: 1, matched: vec!["r1".into()], jobs: vec![NewJob { rule: "r1".into(), flow: "f1".into() }] },
-        Routed { seq: 2, matched: vec![], jobs: vec![] },
+        Routed {
+            seq: 1,
+            matched: vec!["r1".into()],
+            jobs: vec![NewJob { rule: "r1".into(), flow: "f1".into() }],
+            ..Default::default()
+        },
+        Routed { seq: 2, matched: vec![], jobs: vec![], ..Default::default() },
     ];
     assert_eq!(s.commit_routing(routed, 100).await.unwrap(), 1);
     assert!(s.unrouted_events("default", 0, 10).await.unwrap().is_empty(), "routed events are done");
@@ -566,4 +577,87 @@ pub async fn the_archive_lists_replays_and_sweeps(s: Arc<dyn Store>) {
             .len(),
         1
     );
+}
+
+/// Routes one stored alert event of `default` by rule `r1` (flow `f1`), optionally silenced.
+async fn route_alert(s: &dyn Store, id: &str, status: &str, at: i64, now: i64, silence: Option<&str>) -> usize {
+    let body = json!({"id": id, "source": "m", "type": "Down", "subject": "db1", "status": status});
+    let appended = s.append_events("default", vec![NewEvent::new(id, at, body)]).await.unwrap();
+    let Appended::Stored(seq) = appended[0] else { panic!("{id} was not stored") };
+    let unrouted = s.unrouted_events("default", seq - 1, 10).await.unwrap();
+    let alert = unrouted[0].alert.clone().expect("a status 1/0 event is an alert");
+    assert_eq!(alert.key, "m/Down/db1");
+    let touch = AlertTouch {
+        rule: "r1".into(),
+        key: alert.key,
+        signal: alert.signal,
+        at,
+        repeat_ms: 60_000,
+        flows: vec!["f1".into()],
+    };
+    let routed = Routed {
+        seq,
+        matched: vec!["r1".into()],
+        jobs: vec![],
+        alerts: vec![touch],
+        silenced_by: silence.map(str::to_string),
+    };
+    s.commit_routing(vec![routed], now).await.unwrap()
+}
+
+pub async fn alerts_are_deduplicated_paired_and_released_after_a_silence(s: Arc<dyn Store>) {
+    use magpie_core::alert::AlertState;
+    assert_eq!(route_alert(&*s, "a1", "1", 1_000, 1_000, None).await, 1, "a new alert is told");
+    assert_eq!(route_alert(&*s, "a2", "1", 2_000, 30_000, None).await, 0, "within the repeat interval");
+    let jobs = s.claim_jobs(30_000, 60_000, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    let view = jobs[0].alert.clone().expect("the job carries the alert");
+    assert_eq!((view["notice"].as_str(), view["fired_count"].as_i64()), (Some("firing"), Some(1)));
+    let trace = s.trace("a2").await.unwrap().unwrap();
+    assert_eq!(trace.alerts[0]["outcome"], "deduplicated");
+    assert_eq!(trace.alerts[0]["fired_count"], 2);
+    let firing =
+        s.alerts(AlertFilter { state: Some(AlertState::Firing), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!((firing.len(), firing[0].alert.fired_count), (1, 2));
+
+    // The recovery pairs: it says how long and how many times.
+    assert_eq!(route_alert(&*s, "a3", "0", 721_000, 721_000, None).await, 1);
+    let jobs = s.claim_jobs(721_000, 60_000, 10).await.unwrap();
+    let view = jobs.iter().find(|j| j.event_id == "a3").and_then(|j| j.alert.clone()).unwrap();
+    assert_eq!((view["notice"].as_str(), view["duration_s"].as_i64()), (Some("resolved"), Some(720)));
+    assert_eq!(view["fired_count"], 2);
+    assert!(
+        s.alerts(AlertFilter { state: Some(AlertState::Firing), limit: 10, ..Default::default() })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A silenced firing: no job; released once when its silence ends.
+    let silence = Silence {
+        id: "s1".into(),
+        bus: None,
+        pattern: json!({"type": ["Down"]}),
+        starts_at: 0,
+        ends_at: 900_000,
+        comment: "maintenance".into(),
+        created_by: "ops".into(),
+        created_at: 0,
+    };
+    s.put_silence(silence).await.unwrap();
+    assert_eq!(route_alert(&*s, "a4", "1", 800_000, 800_000, Some("s1")).await, 0);
+    assert_eq!(s.trace("a4").await.unwrap().unwrap().silenced_by.as_deref(), Some("s1"));
+    assert!(s.ended_silences(850_000).await.unwrap().is_empty());
+    assert_eq!(s.expire_silence("s1", 850_000).await.unwrap().unwrap().ends_at, 850_000);
+    assert_eq!(s.ended_silences(850_001).await.unwrap(), vec!["s1".to_string()]);
+    let quiet = s.silenced_alerts("s1").await.unwrap();
+    assert_eq!(quiet.len(), 1);
+    assert!(quiet[0].event.as_ref().is_some_and(|(_, body)| body.contains("a4")));
+    let made = s.release_silence("s1", vec![(quiet[0].id, Release::Tell(vec!["f1".into()]))], 850_001).await.unwrap();
+    assert_eq!(made, 1);
+    let jobs = s.claim_jobs(850_001, 60_000, 10).await.unwrap();
+    let told = jobs.iter().find(|j| j.event_id == "a4").and_then(|j| j.alert.clone()).unwrap();
+    assert_eq!(told["notice"], "silence_ended");
+    assert!(s.ended_silences(900_000).await.unwrap().is_empty(), "released once");
+    assert!(s.silenced_alerts("s1").await.unwrap().is_empty());
 }

@@ -62,6 +62,10 @@ pub struct UnroutedEvent {
     pub body: String,
     /// Whether it has a dotted key (`"a.b": 1`); events stored before this was recorded say yes.
     pub dotted: bool,
+    /// Its time, ms.
+    pub time_ms: i64,
+    /// What it is as an alert (`status` `"1"`/`"0"`), with its default key.
+    pub alert: Option<magpie_core::alert::EventAlert>,
 }
 
 /// Which archived events to list.

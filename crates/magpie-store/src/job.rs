@@ -73,14 +73,19 @@ pub struct NewJob {
 }
 
 /// The routing of one event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Routed {
     /// The event's sequence number.
     pub seq: i64,
     /// Names of the rules it matched.
     pub matched: Vec<String>,
-    /// Jobs to create.
+    /// Jobs to create (for rules that do not treat the event as an alert, or all of them).
     pub jobs: Vec<NewJob>,
+    /// The alerts of the rules that treat it as one: their jobs are created only if the
+    /// alert's state says it is to be told.
+    pub alerts: Vec<crate::AlertTouch>,
+    /// The silence in force that matches the event: no job is created.
+    pub silenced_by: Option<String>,
 }
 
 /// A job of a replay: an archived event routed again by today's rules.
@@ -117,6 +122,8 @@ pub struct Job {
     pub received_at: i64,
     /// The replay that created the job, if one did.
     pub replay: Option<String>,
+    /// The alert it tells (`msg.vars.alert`), when its event is one.
+    pub alert: Option<Value>,
     /// What earlier runs recorded (returned with the claim of a job that ran before).
     #[serde(skip)]
     pub journal: Option<crate::Journal>,

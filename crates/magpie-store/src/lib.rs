@@ -10,6 +10,7 @@
 //! Statuses are enums ([`JobStatus`], [`MessageStatus`], [`SendOutcome`], [`LetterStatus`]),
 //! stored as their lower-case names.
 
+mod alert;
 #[doc(hidden)]
 pub mod conformance;
 mod dead_letter;
@@ -22,6 +23,7 @@ mod trace;
 use async_trait::async_trait;
 use serde_json::Value;
 
+pub use alert::{AlertFilter, AlertRow, AlertTouch, Release, Silence, SilencedAlert};
 pub use dead_letter::{DeadLetter, DeadLetterDetail, LetterFilter, LetterStatus, Redriven};
 pub use event::{Appended, EventFilter, NewEvent, ReplayRange, StoredEvent, UnroutedEvent};
 pub use job::{Job, JobEnd, JobStatus, NewJob, POISON_AFTER, Released, ReplayJob, Routed, StepRow};
@@ -197,6 +199,26 @@ pub trait Store: Send + Sync + 'static {
     /// Redrives open dead letters: a failed message is queued again, a failed run resumes from
     /// its failed step. Redriven letters leave the list.
     async fn redrive(&self, ids: Vec<i64>, now_ms: i64) -> Result<Vec<Redriven>>;
+
+    // ---- alerts and silences ----------------------------------------------------------------
+
+    /// Alerts, most recently changed first.
+    async fn alerts(&self, filter: AlertFilter) -> Result<Vec<AlertRow>>;
+    /// Stores a new silence.
+    async fn put_silence(&self, silence: Silence) -> Result<()>;
+    /// Silences: all of them, or only those ending after `ended_since` (ms).
+    async fn silences(&self, ended_since: Option<i64>) -> Result<Vec<Silence>>;
+    /// One silence.
+    async fn silence(&self, id: &str) -> Result<Option<Silence>>;
+    /// Ends a silence now (if it has not ended). `None` if there is no such silence.
+    async fn expire_silence(&self, id: &str, now_ms: i64) -> Result<Option<Silence>>;
+    /// Silences that have ended and whose alerts have not been released yet.
+    async fn ended_silences(&self, now_ms: i64) -> Result<Vec<String>>;
+    /// The alerts a silence keeps quiet that are still firing, with their last events.
+    async fn silenced_alerts(&self, silence: &str) -> Result<Vec<SilencedAlert>>;
+    /// Releases an ended silence's alerts as decided (telling flows once, with a job per flow),
+    /// and marks the silence released, in one transaction. Returns the jobs created.
+    async fn release_silence(&self, silence: &str, releases: Vec<(i64, Release)>, now_ms: i64) -> Result<usize>;
 
     // ---- traces -----------------------------------------------------------------------------
 

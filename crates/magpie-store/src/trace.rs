@@ -106,6 +106,9 @@ pub struct JobTrace {
     pub journal: Journal,
     /// The run's dead letters, open or redriven.
     pub dead_letters: Vec<DeadLetter>,
+    /// The alert the run tells (`msg.vars.alert`), when its event is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<serde_json::Value>,
 }
 
 /// Everything known about one event.
@@ -117,6 +120,13 @@ pub struct Trace {
     pub routed: bool,
     /// Rules it matched.
     pub rules_matched: Vec<String>,
+    /// The silence that kept it quiet: routed, but no flow was told.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silenced_by: Option<String>,
+    /// What each rule's alert made of it: `{rule, key, outcome: told|deduplicated|silenced,
+    /// notice, fired_count, silence}`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<serde_json::Value>,
     /// Flow runs.
     pub runs: Vec<JobTrace>,
 }

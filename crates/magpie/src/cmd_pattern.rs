@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::{Exit, invalid};
 
-fn read_json(path: &Path, what: &str) -> Result<Value, Exit> {
+pub(crate) fn read_json(path: &Path, what: &str) -> Result<Value, Exit> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the {what} {}", path.display()))
         .map_err(invalid)?;

@@ -2,6 +2,7 @@
 //! simulator.
 
 mod client;
+mod cmd_alerts;
 mod cmd_archive;
 mod cmd_events;
 mod cmd_flow;
@@ -46,6 +47,63 @@ enum Command {
     /// Messages that could not be delivered and runs that failed: list, show, redrive.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(LettersCommand),
+    /// Alerts (events with status "1"/"0") as their rules track them: firing, resolved.
+    Alerts {
+        /// firing, resolved or all.
+        #[arg(long, default_value = "firing", value_parser = ["firing", "resolved", "all"])]
+        state: String,
+        /// Only this bus.
+        #[arg(long)]
+        bus: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Silences (maintenance windows): matching events are routed and traced, no flow is told.
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+}
+
+#[derive(Subcommand)]
+enum SilenceCommand {
+    /// Silence events matching a pattern for a while.
+    Add {
+        /// The pattern file (JSON, the rules' pattern language).
+        #[arg(long)]
+        pattern: PathBuf,
+        /// How long (2h, 30m), from --start.
+        #[arg(long = "for", conflicts_with = "until")]
+        duration: Option<String>,
+        /// Until when (RFC 3339 time or epoch ms).
+        #[arg(long)]
+        until: Option<String>,
+        /// From when (default now).
+        #[arg(long)]
+        start: Option<String>,
+        /// Why (required).
+        #[arg(long)]
+        comment: String,
+        /// Only events of this bus (default every bus).
+        #[arg(long)]
+        bus: Option<String>,
+        /// Who creates it (default $USER).
+        #[arg(long)]
+        created_by: Option<String>,
+    },
+    /// Silences that have not ended.
+    List {
+        /// Ended ones too.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a silence now: alerts it kept quiet that still fire are told once.
+    Expire {
+        /// The silence's id.
+        id: String,
+    },
 }
 
 #[derive(Args)]
@@ -302,6 +360,15 @@ fn main() -> ExitCode {
             Command::DeadLetters(LettersCommand::List { filter, redriven, json }) => {
                 cmd_letters::list(&client?, filter.into_filter(), redriven, json).await
             }
+            Command::Alerts { state, bus, json } => cmd_alerts::list(&client?, &state, bus.as_deref(), json).await,
+            Command::Silence(SilenceCommand::Add { pattern, duration, until, start, comment, bus, created_by }) => {
+                let a = cmd_alerts::AddArgs { pattern: &pattern, duration, until, start, comment, bus, created_by };
+                cmd_alerts::add(&client?, a).await
+            }
+            Command::Silence(SilenceCommand::List { all, json }) => {
+                cmd_alerts::list_silences(&client?, all, json).await
+            }
+            Command::Silence(SilenceCommand::Expire { id }) => cmd_alerts::expire(&client?, &id).await,
             Command::DeadLetters(LettersCommand::Show { id, json }) => cmd_letters::show(&client?, id, json).await,
             Command::DeadLetters(LettersCommand::Redrive { ids, all, filter }) => {
                 cmd_letters::redrive(&client?, ids, all, filter.into_filter()).await

@@ -58,6 +58,24 @@ pub fn render(t: &Value) -> String {
         "not routed yet".to_string()
     };
     let _ = writeln!(out, "  bus {}  received {}  {routing}", s(&ev["bus"]), time(&ev["received_at"]));
+    if let Some(by) = t["silenced_by"].as_str() {
+        let _ = writeln!(out, "  silenced by {by}: routed, no flow told");
+    }
+    for a in t["alerts"].as_array().into_iter().flatten() {
+        let what = match s(&a["outcome"]) {
+            "told" => format!("told ({})", s(&a["notice"])),
+            "deduplicated" => format!("deduplicated: already firing, last told {}", time(&a["last_told_at"])),
+            "silenced" => format!("silenced by {}", s(&a["silence"])),
+            other => other.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  alert {} (rule {}): {what}, fired {} times",
+            s(&a["key"]),
+            s(&a["rule"]),
+            a["fired_count"]
+        );
+    }
     for run in t["runs"].as_array().into_iter().flatten() {
         let mut status = s(&run["status"]).to_string();
         if status == "pending" && run["next_attempt_at"].is_number() {
@@ -83,6 +101,18 @@ pub fn render(t: &Value) -> String {
         );
         if let Some(e) = run["last_error"].as_str() {
             let _ = writeln!(out, "  last error: {e}");
+        }
+        if run["alert"].is_object() {
+            let a = &run["alert"];
+            let paired = if a["paired"] == false { ", unpaired" } else { "" };
+            let _ = writeln!(
+                out,
+                "  alert {}: {}{paired}, fired {} times, duration {}s",
+                s(&a["notice"]),
+                s(&a["state"]),
+                a["fired_count"],
+                a["duration_s"]
+            );
         }
         let attempts: Vec<&Value> = run["attempts"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
         for step in run["steps"].as_array().into_iter().flatten() {

@@ -112,6 +112,9 @@ pub struct RuleSpec {
     /// Where matching events go.
     #[serde(default)]
     pub targets: Vec<TargetSpec>,
+    /// How events with `status` `"1"`/`"0"` are told as alerts (key, repeat interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<crate::alert::AlertSpec>,
 }
 
 /// A rule target.
@@ -246,6 +249,14 @@ impl RuleSpec {
         for (j, t) in self.targets.iter().enumerate() {
             if !flow_exists(&t.flow) {
                 return Err(ConfigError::new(format!("{at}.targets[{j}].flow"), format!("unknown flow {:?}", t.flow)));
+            }
+        }
+        if let Some(a) = &self.alert {
+            if a.key.as_deref().is_some_and(|k| k.trim().is_empty() || k.len() > 1000) {
+                return Err(ConfigError::new(format!("{at}.alert.key"), "a key template of 1 to 1000 characters"));
+            }
+            if a.repeat_interval.is_some_and(|d| d > Duration::from_secs(365 * 24 * 3600)) {
+                return Err(ConfigError::new(format!("{at}.alert.repeat_interval"), "at most 365 days"));
             }
         }
         Ok(())

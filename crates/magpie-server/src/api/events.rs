@@ -6,12 +6,13 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use magpie_core::{ConfigError, Event};
+use magpie_core::{ConfigError, Event, EventError};
 use magpie_store::{Appended, EventFilter, NewEvent, ReplayRange};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiResult, S, params};
+use crate::AppState;
 use crate::error::ApiError;
 use crate::ingest;
 use crate::replay::{self, ReplayRequest};
@@ -25,11 +26,7 @@ pub(super) async fn put_events(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult {
-    let region = {
-        let rt = state.runtime.get();
-        let Some(spec) = rt.buses.get(&bus) else { return Err(ApiError::not_found(format!("no bus {bus:?}"))) };
-        spec.region.clone().or_else(|| state.region.clone())
-    };
+    let region = bus_region(&state, &bus)?;
     let ingest::Entries { items, batch } = ingest::entries(&headers, &bytes, &bus)?;
     if items.len() > ingest::MAX_ENTRIES {
         return Err(ApiError::too_large(format!(
@@ -46,20 +43,12 @@ pub(super) async fn put_events(
     let mut accepted = Vec::new();
     let mut positions = Vec::new();
     for (i, entry) in items.into_iter().enumerate() {
-        let event = entry.and_then(|mut v| {
-            // Tencent takes the region from the request: the bus's region stands in for it.
-            if let (Some(r), Value::Object(o)) = (&region, &mut v)
-                && o.get("region").is_none_or(Value::is_null)
-            {
-                o.insert("region".into(), json!(r));
-            }
-            Event::accept(v, &state.limits, now, || uuid::Uuid::now_v7().to_string())
-        });
+        let event = entry.and_then(|v| accept(&state, region.as_deref(), v, now));
         match event {
             Ok(e) => {
                 positions.push(i);
                 results.push(json!({"id": e.id}));
-                accepted.push(NewEvent { id: e.id, time_ms: e.time_ms, body: e.body, json: e.json, dotted: e.dotted });
+                accepted.push(e);
             }
             Err(err) => {
                 EventRejected { bus: &bus, code: err.code() }.emit();
@@ -72,15 +61,12 @@ pub(super) async fn put_events(
         }
     }
     if !accepted.is_empty() {
-        let n = accepted.len() as u64;
-        let appended = state.store.append_events(&bus, accepted).await?;
+        let appended = append(&state, &bus, accepted).await?;
         for (pos, a) in positions.iter().zip(&appended) {
             if let Appended::Duplicate(_) = a {
                 results[*pos]["duplicate"] = json!(true);
             }
         }
-        EventsAccepted { bus: &bus, count: n }.emit();
-        state.wake_router.wake(&bus);
     }
     let failed = results.iter().filter(|r| r.get("error_code").is_some()).count();
     let answer = json!({"failed_count": failed, "entries": results});
@@ -100,6 +86,34 @@ pub(super) async fn put_events(
         return Ok((status, Json(a)).into_response());
     }
     Ok(Json(answer).into_response())
+}
+
+/// The region filled into `bus`'s events that carry none (404 for an unknown bus).
+pub(super) fn bus_region(state: &AppState, bus: &str) -> Result<Option<String>, ApiError> {
+    let rt = state.runtime.get();
+    let Some(spec) = rt.buses.get(bus) else { return Err(ApiError::not_found(format!("no bus {bus:?}"))) };
+    Ok(spec.region.clone().or_else(|| state.region.clone()))
+}
+
+/// Checks one envelope as an event of a bus whose region is `region`.
+pub(super) fn accept(state: &AppState, region: Option<&str>, mut v: Value, now: i64) -> Result<NewEvent, EventError> {
+    // Tencent takes the region from the request: the bus's region stands in for it.
+    if let (Some(r), Value::Object(o)) = (region, &mut v)
+        && o.get("region").is_none_or(Value::is_null)
+    {
+        o.insert("region".into(), json!(r));
+    }
+    let e = Event::accept(v, &state.limits, now, || uuid::Uuid::now_v7().to_string())?;
+    Ok(NewEvent { id: e.id, time_ms: e.time_ms, body: e.body, json: e.json, dotted: e.dotted })
+}
+
+/// Appends accepted events to `bus` (durably) and wakes its router lane.
+pub(super) async fn append(state: &AppState, bus: &str, events: Vec<NewEvent>) -> Result<Vec<Appended>, ApiError> {
+    let n = events.len() as u64;
+    let appended = state.store.append_events(bus, events).await?;
+    EventsAccepted { bus, count: n }.emit();
+    state.wake_router.wake(bus);
+    Ok(appended)
 }
 
 /// `POST /hooks/{path}`: starts the flow listening on `path` with the request body as payload.

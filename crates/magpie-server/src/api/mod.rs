@@ -1,8 +1,10 @@
 //! HTTP routes (the stable contract in DESIGN.md), one module per concern: `config` (buses,
 //! rules, flows, connections, apply), `events` (ingest, listen paths, traces, the archive,
-//! replays), `delivery` (dead letters, digests, outboxes). Handlers only call the services the
+//! replays), `delivery` (dead letters, digests, outboxes), `alerts` (source adapters, alerts,
+//! silences). Handlers only call the services the
 //! other stages expose; errors get their status in `crate::error`.
 
+mod alerts;
 mod config;
 mod delivery;
 mod events;
@@ -38,6 +40,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/buses", get(config::list_buses).post(config::create_bus))
         .route("/v1/buses/{bus}", get(config::get_bus).put(config::put_bus).delete(config::delete_bus))
         .route("/v1/buses/{bus}/events", post(events::put_events))
+        .route("/v1/buses/{bus}/sources/{source}", post(alerts::post_source).get(alerts::get_source))
+        .route("/v1/alerts", get(alerts::list_alerts))
+        .route("/v1/silences", get(alerts::list_silences).post(alerts::create_silence))
+        .route("/v1/silences/{id}", get(alerts::get_silence).delete(alerts::expire_silence))
         .route("/v1/buses/{bus}/rules", get(config::list_rules))
         .route("/v1/buses/{bus}/rules/{rule}", get(config::get_rule).put(config::put_rule).delete(config::delete_rule))
         .route("/v1/flows", get(config::list_flows))

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::{db, parse_json, to_json};
 use crate::*;
+use magpie_core::alert::{EventAlert, Signal};
 
 pub(super) fn apply_config(tx: &Transaction<'_>, changes: Vec<ConfigChange>, now: i64) -> Result<()> {
     for c in changes {
@@ -99,12 +100,26 @@ pub(super) fn unrouted(conn: &Connection, bus: &str, after: i64, limit: usize) -
     // The partial index `events_unrouted` holds exactly these rows.
     let mut stmt = conn
         .prepare_cached(
-            "SELECT seq, id, body, dotted FROM events WHERE bus = ?1 AND routed = 0 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            "SELECT seq, id, body, dotted, time_ms, alert_status, alert_key FROM events \
+             WHERE bus = ?1 AND routed = 0 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )
         .map_err(db)?;
     let rows = stmt
         .query_map(params![bus, after, limit as i64], |r| {
-            Ok(UnroutedEvent { seq: r.get(0)?, id: r.get(1)?, body: r.get(2)?, dotted: r.get(3)? })
+            let status: Option<String> = r.get(5)?;
+            let key: Option<String> = r.get(6)?;
+            let alert = match (status.as_deref().and_then(Signal::of_status), key) {
+                (Some(signal), Some(key)) => Some(EventAlert { signal, key }),
+                _ => None,
+            };
+            Ok(UnroutedEvent {
+                seq: r.get(0)?,
+                id: r.get(1)?,
+                body: r.get(2)?,
+                dotted: r.get(3)?,
+                time_ms: r.get(4)?,
+                alert,
+            })
         })
         .map_err(db)?;
     rows.collect::<rusqlite::Result<_>>().map_err(db)
@@ -112,25 +127,54 @@ pub(super) fn unrouted(conn: &Connection, bus: &str, after: i64, limit: usize) -
 
 pub(super) fn commit_routing(tx: &Transaction<'_>, routed: Vec<Routed>, now: i64) -> Result<usize> {
     let mut jobs = 0;
-    let mut mark = tx.prepare_cached("UPDATE events SET routed = 1, matched = ?2 WHERE seq = ?1").map_err(db)?;
+    let mut mark =
+        tx.prepare_cached("UPDATE events SET routed = 1, matched = ?2, routing = ?3 WHERE seq = ?1").map_err(db)?;
     for r in routed {
-        mark.execute(params![r.seq, to_json(&r.matched)]).map_err(db)?;
+        let mut notes = Vec::new();
+        if !r.alerts.is_empty() {
+            let (bus, id): (String, String) = tx
+                .query_row("SELECT bus, id FROM events WHERE seq = ?1", [r.seq], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(db)?;
+            for t in &r.alerts {
+                let (note, tell) = super::alerts::advance(tx, &bus, &id, r.seq, t, r.silenced_by.as_deref(), now)?;
+                notes.push(note);
+                if let Some(view) = tell {
+                    for flow in &t.flows {
+                        insert_job(tx, r.seq, &t.rule, flow, None, Some(&view), now)?;
+                        jobs += 1;
+                    }
+                }
+            }
+        }
+        let routing = match (&r.silenced_by, notes.is_empty()) {
+            (None, true) => None,
+            (s, _) => Some(serde_json::json!({"silenced_by": s, "alerts": notes}).to_string()),
+        };
+        mark.execute(params![r.seq, to_json(&r.matched), routing]).map_err(db)?;
         for j in r.jobs {
-            insert_job(tx, r.seq, &j.rule, &j.flow, None, now)?;
+            insert_job(tx, r.seq, &j.rule, &j.flow, None, None, now)?;
             jobs += 1;
         }
     }
     Ok(jobs)
 }
 
-fn insert_job(tx: &Transaction<'_>, seq: i64, rule: &str, flow: &str, replay: Option<&str>, now: i64) -> Result<()> {
+pub(super) fn insert_job(
+    tx: &Transaction<'_>,
+    seq: i64,
+    rule: &str,
+    flow: &str,
+    replay: Option<&str>,
+    alert: Option<&str>,
+    now: i64,
+) -> Result<()> {
     let mut stmt = tx
         .prepare_cached(
-            "INSERT INTO jobs (event_seq, event_id, bus, rule, flow, status, next_attempt_at, created_at, updated_at, replay) \
-             SELECT seq, id, bus, ?2, ?3, 'pending', ?4, ?4, ?4, ?5 FROM events WHERE seq = ?1",
+            "INSERT INTO jobs (event_seq, event_id, bus, rule, flow, status, next_attempt_at, created_at, updated_at, replay, alert) \
+             SELECT seq, id, bus, ?2, ?3, 'pending', ?4, ?4, ?4, ?5, ?6 FROM events WHERE seq = ?1",
         )
         .map_err(db)?;
-    stmt.execute(params![seq, rule, flow, now, replay]).map_err(db)?;
+    stmt.execute(params![seq, rule, flow, now, replay, alert]).map_err(db)?;
     Ok(())
 }
 
@@ -180,7 +224,7 @@ pub(super) fn count(conn: &Connection, r: &ReplayRange) -> Result<u64> {
 
 pub(super) fn create_jobs(tx: &Transaction<'_>, jobs: Vec<ReplayJob>, replay: &str, now: i64) -> Result<usize> {
     for j in &jobs {
-        insert_job(tx, j.seq, &j.rule, &j.flow, Some(replay), now)?;
+        insert_job(tx, j.seq, &j.rule, &j.flow, Some(replay), None, now)?;
     }
     Ok(jobs.len())
 }

@@ -11,6 +11,7 @@
 //! One module per concern: `events` (log, archive, sweep), `jobs`, `outbox`, `letters` (dead
 //! letters), `trace`; `schema` holds the migrations.
 
+mod alerts;
 mod events;
 mod jobs;
 mod letters;
@@ -183,8 +184,8 @@ fn append_group(conn: &mut Connection, group: AppendGroup) {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO events (bus, id, body, time_ms, received_at, type, subject, dotted) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (bus, id) DO NOTHING",
+                    "INSERT INTO events (bus, id, body, time_ms, received_at, type, subject, dotted, alert_status, alert_key) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (bus, id) DO NOTHING",
                 )
                 .map_err(db)?;
             let mut find = tx.prepare_cached("SELECT seq FROM events WHERE bus = ?1 AND id = ?2").map_err(db)?;
@@ -192,8 +193,21 @@ fn append_group(conn: &mut Connection, group: AppendGroup) {
                 let mut out = Vec::with_capacity(events.len());
                 for e in events {
                     let text = |k: &str| e.body.get(k).and_then(Value::as_str);
+                    let alert = magpie_core::alert::EventAlert::of(&e.body);
+                    let (status, key) = alert.map(|a| (a.signal.status(), a.key)).unzip();
                     let n = insert
-                        .execute(params![bus, e.id, &e.json, e.time_ms, now, text("type"), text("subject"), e.dotted])
+                        .execute(params![
+                            bus,
+                            e.id,
+                            &e.json,
+                            e.time_ms,
+                            now,
+                            text("type"),
+                            text("subject"),
+                            e.dotted,
+                            status,
+                            key
+                        ])
                         .map_err(db)?;
                     if n == 1 {
                         out.push(Appended::Stored(tx.last_insert_rowid()));
@@ -380,6 +394,42 @@ impl Store for SqliteStore {
 
     async fn redrive(&self, ids: Vec<i64>, now_ms: i64) -> Result<Vec<Redriven>> {
         self.tx(move |tx| letters::redrive(tx, &ids, now_ms)).await
+    }
+
+    async fn alerts(&self, filter: AlertFilter) -> Result<Vec<AlertRow>> {
+        self.call(move |conn| alerts::list(conn, &filter)).await
+    }
+
+    async fn put_silence(&self, silence: Silence) -> Result<()> {
+        self.tx(move |tx| alerts::put_silence(tx, &silence)).await
+    }
+
+    async fn silences(&self, ended_since: Option<i64>) -> Result<Vec<Silence>> {
+        self.call(move |conn| alerts::silences(conn, ended_since)).await
+    }
+
+    async fn silence(&self, id: &str) -> Result<Option<Silence>> {
+        let id = id.to_string();
+        self.call(move |conn| alerts::silence(conn, &id)).await
+    }
+
+    async fn expire_silence(&self, id: &str, now_ms: i64) -> Result<Option<Silence>> {
+        let id = id.to_string();
+        self.tx(move |tx| alerts::expire_silence(tx, &id, now_ms)).await
+    }
+
+    async fn ended_silences(&self, now_ms: i64) -> Result<Vec<String>> {
+        self.call(move |conn| alerts::ended_silences(conn, now_ms)).await
+    }
+
+    async fn silenced_alerts(&self, silence: &str) -> Result<Vec<SilencedAlert>> {
+        let id = silence.to_string();
+        self.call(move |conn| alerts::silenced_alerts(conn, &id)).await
+    }
+
+    async fn release_silence(&self, silence: &str, releases: Vec<(i64, Release)>, now_ms: i64) -> Result<usize> {
+        let id = silence.to_string();
+        self.tx(move |tx| alerts::release_silence(tx, &id, releases, now_ms)).await
     }
 
     async fn trace(&self, event_id: &str) -> Result<Option<Trace>> {

@@ -8,7 +8,10 @@
 //! indexes the events each bus has yet to route (each bus routes on its own; the `cursors` table
 //! is no longer read). Version 4 records whether an event has a dotted key (`"a.b": 1`), so the
 //! router may stop reading an event early only when it has none (a dotted key further on could
-//! name a field a rule looks at).
+//! name a field a rule looks at). Version 5 adds the alert lifecycle: each event's alert status
+//! and default key (`events.alert_status`, `events.alert_key`), what routing did with it
+//! (`events.routing`: silenced, deduplicated…), the alert a job tells (`jobs.alert`), and the
+//! `alerts` and `silences` tables. Events stored before it are not alerts.
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -16,7 +19,7 @@ use super::db;
 use crate::Result;
 
 /// The schema version this code writes.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// The current schema, for a new database.
 const SCHEMA: &str = r#"
@@ -176,6 +179,44 @@ const V4: &str = r#"
 ALTER TABLE events ADD COLUMN dotted INTEGER NOT NULL DEFAULT 1;
 "#;
 
+/// What version 5 adds to version 4.
+const V5: &str = r#"
+ALTER TABLE events ADD COLUMN alert_status TEXT;
+ALTER TABLE events ADD COLUMN alert_key TEXT;
+ALTER TABLE events ADD COLUMN routing TEXT;
+ALTER TABLE jobs ADD COLUMN alert TEXT;
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    bus TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    first_fired_at INTEGER,
+    last_fired_at INTEGER,
+    fired_count INTEGER NOT NULL,
+    last_told_at INTEGER,
+    resolved_at INTEGER,
+    silenced_by TEXT,
+    event_seq INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (bus, rule, key)
+);
+CREATE INDEX alerts_by_state ON alerts (state, updated_at);
+CREATE INDEX alerts_silenced ON alerts (silenced_by) WHERE silenced_by IS NOT NULL;
+CREATE TABLE silences (
+    id TEXT PRIMARY KEY,
+    bus TEXT,
+    pattern TEXT NOT NULL,
+    starts_at INTEGER NOT NULL,
+    ends_at INTEGER NOT NULL,
+    comment TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    released INTEGER NOT NULL DEFAULT 0
+);
+"#;
+
 /// Moves a version-1 database's data to version 2 (after [`V2`] created the new tables).
 const V1_TO_V2: &str = r#"
 ALTER TABLE events ADD COLUMN type TEXT;
@@ -247,7 +288,10 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     if version < 3 {
         tx.execute_batch(V3).map_err(db)?;
     }
-    tx.execute_batch(V4).map_err(db)?;
+    if version < 4 {
+        tx.execute_batch(V4).map_err(db)?;
+    }
+    tx.execute_batch(V5).map_err(db)?;
     tx.pragma_update(None, "user_version", VERSION).map_err(db)?;
     tx.commit().map_err(db)
 }

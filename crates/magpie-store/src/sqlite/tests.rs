@@ -16,8 +16,12 @@ async fn jobs_and_messages_survive_a_reopen_and_in_flight_sends_are_queued_again
     {
         let s = SqliteStore::open(&path).unwrap();
         s.append_events("default", vec![NewEvent::new("a", 1, serde_json::json!({"id": "a"}))]).await.unwrap();
-        let routed =
-            vec![Routed { seq: 1, matched: vec![], jobs: vec![NewJob { rule: "r".into(), flow: "f".into() }] }];
+        let routed = vec![Routed {
+            seq: 1,
+            matched: vec![],
+            jobs: vec![NewJob { rule: "r".into(), flow: "f".into() }],
+            ..Default::default()
+        }];
         s.commit_routing(routed, 10).await.unwrap();
         let job = s.claim_jobs(10, 60_000, 1).await.unwrap().remove(0);
         msg_id = s

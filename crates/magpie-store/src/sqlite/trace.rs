@@ -139,13 +139,25 @@ pub(super) fn journal(conn: &Connection, job_id: i64) -> Result<Journal> {
 pub(super) fn trace(conn: &Connection, event_id: &str) -> Result<Option<Trace>> {
     let row = conn
         .query_row(
-            &format!("SELECT {EVENT_COLUMNS}, routed, matched FROM events WHERE id = ?1 ORDER BY seq DESC LIMIT 1"),
+            &format!(
+                "SELECT {EVENT_COLUMNS}, routed, matched, routing FROM events WHERE id = ?1 ORDER BY seq DESC LIMIT 1"
+            ),
             [event_id],
-            |r| Ok((read_event(r)?, r.get::<_, i64>(5)?, r.get::<_, Option<String>>(6)?)),
+            |r| {
+                Ok((
+                    read_event(r)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                ))
+            },
         )
         .optional()
         .map_err(db)?;
-    let Some((ev, routed, matched)) = row else { return Ok(None) };
+    let Some((ev, routed, matched, routing)) = row else { return Ok(None) };
+    let routing: Value = routing.as_deref().map(parse_json).transpose()?.unwrap_or(Value::Null);
+    let silenced_by = routing.get("silenced_by").and_then(Value::as_str).map(str::to_string);
+    let alerts = routing.get("alerts").and_then(Value::as_array).cloned().unwrap_or_default();
     let event = to_event(ev)?;
     let rules_matched: Vec<String> = match matched {
         Some(m) => from_json(&m)?,
@@ -153,20 +165,21 @@ pub(super) fn trace(conn: &Connection, event_id: &str) -> Result<Option<Trace>> 
     };
     let mut stmt = conn
         .prepare_cached(
-            "SELECT id, rule, flow, status, runs, next_attempt_at, last_error, replay FROM jobs WHERE event_seq = ?1 \
-             ORDER BY id",
+            "SELECT id, rule, flow, status, runs, next_attempt_at, last_error, replay, alert FROM jobs \
+             WHERE event_seq = ?1 ORDER BY id",
         )
         .map_err(db)?;
-    type JobRow = (i64, String, String, String, i64, i64, Option<String>, Option<String>);
+    type JobRow = (i64, String, String, String, i64, i64, Option<String>, Option<String>, Option<String>);
     let jobs: Vec<JobRow> = stmt
         .query_map([event.seq], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
         })
         .map_err(db)?
         .collect::<rusqlite::Result<_>>()
         .map_err(db)?;
     let mut runs = Vec::with_capacity(jobs.len());
-    for (job_id, rule, flow, status, n, next, last_error, replay) in jobs {
+    for (job_id, rule, flow, status, n, next, last_error, replay, alert) in jobs {
+        let alert = alert.as_deref().map(parse_json).transpose()?;
         let status = JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?;
         let journal = Journal {
             steps: steps(conn, job_id)?,
@@ -185,7 +198,8 @@ pub(super) fn trace(conn: &Connection, event_id: &str) -> Result<Option<Trace>> 
             last_error,
             journal,
             dead_letters,
+            alert,
         });
     }
-    Ok(Some(Trace { event, routed: routed != 0, rules_matched, runs }))
+    Ok(Some(Trace { event, routed: routed != 0, rules_matched, silenced_by, alerts, runs }))
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `magpie` binary as server, robot simulator and CLI.
 
+mod alerts;
 mod archive;
 mod bad_input;
 mod crash;

@@ -15,6 +15,8 @@ use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
 
+pub mod sources;
+
 /// Most entries in one request.
 pub const MAX_ENTRIES: usize = 1_000;
 
