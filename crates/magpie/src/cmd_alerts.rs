@@ -1,27 +1,14 @@
 //! `magpie alerts` and `magpie silence add|list|expire`.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::anyhow;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::client::Client;
+use crate::cmd_letters::{s, time};
 use crate::{Exit, invalid};
-
-fn time(ms: &Value) -> String {
-    match ms.as_i64() {
-        Some(ms) if ms > 0 => {
-            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
-        }
-        _ => "-".into(),
-    }
-}
-
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or("-")
-}
 
 fn enc(v: &str) -> String {
     percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()

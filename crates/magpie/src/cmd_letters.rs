@@ -43,7 +43,8 @@ impl Filter {
     }
 }
 
-fn time(ms: &Value) -> String {
+/// An epoch-ms value as an RFC 3339 time to the second, `-` when absent.
+pub(crate) fn time(ms: &Value) -> String {
     match ms.as_i64() {
         Some(ms) if ms > 0 => {
             humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
@@ -52,7 +53,8 @@ fn time(ms: &Value) -> String {
     }
 }
 
-fn s(v: &Value) -> &str {
+/// A string value, `-` when absent.
+pub(crate) fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }
 

@@ -10,6 +10,7 @@
 mod alertmanager;
 mod tencent;
 
+use magpie_core::event::json_kind as kind;
 use magpie_core::json;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -148,17 +149,6 @@ impl<'a> Doc<'a> {
             return Err(ApiError::field(format!("{}.{k}", d.path), format!("expected a string, got {}", kind(v))));
         }
         Ok(Some(m))
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
