@@ -112,6 +112,8 @@ pub struct AppState {
     pub silences: alerts::Silences,
     /// Wakes the silence task when a silence is created or expired.
     pub silences_changed: Notify,
+    /// Flow versions that are not live, for the jobs still on them.
+    pub flow_versions: runtime::FlowVersions,
 }
 
 /// Why the server could not start.
@@ -168,14 +170,22 @@ impl AppState {
             },
             silences: alerts::Silences::default(),
             silences_changed: Notify::new(),
+            flow_versions: runtime::FlowVersions::default(),
         });
         state.silences.reload(state.store.as_ref()).await?;
         tracing::info!(expressions = %state.sandbox.describe(), "expressions are evaluated in a sandbox");
         state.runtime.reload(state.store.as_ref()).await.map_err(ServerError::Config)?;
         if let Some(doc) = &opts.config {
-            runtime::apply(&state.runtime, state.store.as_ref(), doc.clone(), Vec::new(), state.env.as_ref())
-                .await
-                .map_err(ServerError::Config)?;
+            runtime::apply(
+                &state.runtime,
+                state.store.as_ref(),
+                doc.clone(),
+                Vec::new(),
+                runtime::FlowWrite::Publish,
+                state.env.as_ref(),
+            )
+            .await
+            .map_err(ServerError::Config)?;
         }
         Ok(state)
     }

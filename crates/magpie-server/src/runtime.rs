@@ -37,6 +37,8 @@ pub struct Runtime {
     pub hooks: HashMap<String, Hook>,
     /// Rules' own alert keys (`alert.key`), by bus, then rule.
     pub alert_keys: HashMap<String, HashMap<String, magpie_flow::expr::Lookups>>,
+    /// The live version of each flow (jobs on another version load theirs from the store).
+    pub versions: HashMap<String, i64>,
 }
 
 impl Runtime {
@@ -84,7 +86,8 @@ impl Shared {
     /// Rebuilds the runtime from the store.
     pub async fn reload(&self, store: &dyn Store) -> Result<(), ApiError> {
         let doc = load_document(store).await?;
-        let rt = compile(&doc).map_err(|e| ApiError::internal(format!("stored configuration is invalid: {e}")))?;
+        let mut rt = compile(&doc).map_err(|e| ApiError::internal(format!("stored configuration is invalid: {e}")))?;
+        rt.versions = live_versions(store).await?;
         self.set(rt);
         Ok(())
     }
@@ -168,7 +171,8 @@ fn compile(doc: &ConfigDocument) -> Result<Runtime, ConfigError> {
     Ok(rt)
 }
 
-/// Checks `doc` against what is stored and, if it is sound, stores it and swaps the runtime in.
+/// Checks `doc` against what is stored and, if it is sound, stores it and swaps the runtime in
+/// (see [`check`]).
 ///
 /// Objects are created or replaced; nothing absent from `doc` is deleted. With `deletes`, the
 /// listed objects are removed in the same transaction.
@@ -177,18 +181,40 @@ pub async fn apply(
     store: &dyn Store,
     doc: ConfigDocument,
     deletes: Vec<(Kind, String)>,
+    mode: FlowWrite,
     env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
 ) -> Result<(), ApiError> {
+    let (mut rt, changes) = check(shared, store, doc, deletes, mode, env).await?;
+    store.apply_config(changes).await?;
+    rt.versions = live_versions(store).await?;
+    shared.set(rt);
+    Ok(())
+}
+
+/// Everything [`apply`] checks, without storing anything: the runtime the change would make
+/// and the store changes it would write (`magpie apply --dry-run`).
+pub async fn check(
+    shared: &Shared,
+    store: &dyn Store,
+    doc: ConfigDocument,
+    deletes: Vec<(Kind, String)>,
+    mode: FlowWrite,
+    env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+) -> Result<(Runtime, Vec<ConfigChange>), ApiError> {
     let current = shared.get();
     let mut merged = current.document();
     for (kind, key) in &deletes {
         remove(&mut merged, *kind, key);
     }
-    // Validate the new objects against everything that will exist afterwards.
+    // Validate the new objects against everything that will exist afterwards. Rules may target
+    // published flows only: drafts are not among the known flows.
     let mut known = merged_known(&merged);
     known.buses.extend(doc.buses.iter().map(|b| b.name.clone()));
     known.connections.extend(doc.connections.iter().map(|c| c.name.clone()));
-    known.flows.extend(doc.flows.iter().map(|f| f.name.clone()));
+    if mode != FlowWrite::Draft {
+        known.flows.extend(doc.flows.iter().map(|f| f.name.clone()));
+    }
+    refuse_unpublished_targets(store, &doc, &known).await?;
     doc.validate(&known).map_err(ApiError::config)?;
     // Patterns and expressions are checked here, so their errors carry the document's own paths.
     for (i, r) in doc.rules.iter().enumerate() {
@@ -218,15 +244,35 @@ pub async fn apply(
         changes.push(put(Kind::Connection, c.name.clone(), c)?);
     }
     for f in &doc.flows {
-        upsert(&mut merged.flows, f.clone(), |x| x.name == f.name);
-        changes.push(put(Kind::Flow, f.name.clone(), f)?);
+        match mode {
+            FlowWrite::Publish => {
+                upsert(&mut merged.flows, f.clone(), |x| x.name == f.name);
+                changes.push(put(Kind::Flow, f.name.clone(), f)?);
+            }
+            FlowWrite::Draft => {
+                let body = serde_json::to_value(f).map_err(|e| ApiError::internal(e.to_string()))?;
+                changes.push(ConfigChange::Draft { name: f.name.clone(), body });
+            }
+            FlowWrite::Version(version) => {
+                upsert(&mut merged.flows, f.clone(), |x| x.name == f.name);
+                changes.push(ConfigChange::Publish { name: f.name.clone(), version });
+            }
+        }
     }
     for r in &doc.rules {
         upsert(&mut merged.rules, r.clone(), |x| x.name == r.name && x.bus == r.bus);
         changes.push(put(Kind::Rule, rule_key(&r.bus, &r.name), r)?);
     }
     // The merged whole must still hold together (e.g. a deleted flow no rule targets).
-    merged.validate(&KnownNames::default()).map_err(|e| ApiError::conflict(e.to_string()))?;
+    merged.validate(&KnownNames::default()).map_err(|e| ApiError::conflict(name_objects(&merged, e)))?;
+    if mode == FlowWrite::Draft && !doc.flows.is_empty() {
+        // A draft that could never be published (another flow's listen path…) is refused now.
+        let mut trial = merged.clone();
+        for f in &doc.flows {
+            upsert(&mut trial.flows, f.clone(), |x| x.name == f.name);
+        }
+        trial.validate(&KnownNames::default()).map_err(|e| ApiError::conflict(name_objects(&trial, e)))?;
+    }
     check_costs(&merged, &doc)?;
     // Compiling thousands of rules takes milliseconds: do it off the async workers. Routing goes
     // on with the runtime in force until the new one is swapped in.
@@ -237,9 +283,71 @@ pub async fn apply(
     for (kind, key) in deletes {
         changes.push(ConfigChange::Delete { kind, key });
     }
-    store.apply_config(changes).await?;
-    shared.set(rt);
+    Ok((rt, changes))
+}
+
+/// How [`apply`] records the flows of a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowWrite {
+    /// Saved and published at once (`magpie apply`, `POST /v1/apply`).
+    Publish,
+    /// Saved as drafts (`PUT /v1/flows/{name}`, `magpie apply --draft`); what runs is unchanged.
+    Draft,
+    /// The document's one flow is this saved version, made live (publish, rollback).
+    Version(i64),
+}
+
+/// The live version of each flow.
+async fn live_versions(store: &dyn Store) -> Result<HashMap<String, i64>, ApiError> {
+    Ok(store.flow_heads().await?.into_iter().filter_map(|h| h.live.map(|v| (h.name, v))).collect())
+}
+
+/// A rule that targets a flow saved only as a draft is refused with the reason.
+async fn refuse_unpublished_targets(
+    store: &dyn Store,
+    doc: &ConfigDocument,
+    known: &KnownNames,
+) -> Result<(), ApiError> {
+    let unknown = doc.rules.iter().any(|r| r.targets.iter().any(|t| !known.flows.contains(&t.flow)));
+    if !unknown {
+        return Ok(());
+    }
+    let drafts: Vec<String> =
+        store.flow_heads().await?.into_iter().filter(|h| h.live.is_none()).map(|h| h.name).collect();
+    for (i, r) in doc.rules.iter().enumerate() {
+        for (j, t) in r.targets.iter().enumerate() {
+            if !known.flows.contains(&t.flow) && drafts.contains(&t.flow) {
+                return Err(ApiError::config(ConfigError::new(
+                    format!("rules[{i}].targets[{j}].flow"),
+                    format!(
+                        "flow {:?} is a draft that has not been published: only published flows can be rule \
+                         targets (magpie flow publish {})",
+                        t.flow, t.flow
+                    ),
+                )));
+            }
+        }
+    }
     Ok(())
+}
+
+/// An error about the merged configuration, with `rules[3]` / `flows[1]` / `connections[0]`
+/// replaced by the object's name (the merged document is nobody's file).
+fn name_objects(merged: &ConfigDocument, e: ConfigError) -> String {
+    let text = e.to_string();
+    let (head, rest) = text.split_once(']').unwrap_or((&text, ""));
+    let Some((kind, index)) = head.split_once('[') else { return text };
+    let Ok(i) = index.parse::<usize>() else { return text };
+    let name = match kind {
+        "rules" => merged.rules.get(i).map(|r| format!("rule {:?} of bus {:?}", r.name, r.bus)),
+        "flows" => merged.flows.get(i).map(|f| format!("flow {:?}", f.name)),
+        "connections" => merged.connections.get(i).map(|c| format!("connection {:?}", c.name)),
+        _ => None,
+    };
+    match name {
+        Some(n) => format!("{n}{rest}"),
+        None => text,
+    }
 }
 
 /// Refuses a configuration whose enabled rules would cost a bus, or the server, more than the
@@ -344,4 +452,59 @@ pub fn redacted_connection(c: &ConnectionSpec) -> Value {
         v["secret"] = Value::String("<redacted>".into());
     }
     v
+}
+
+/// Why a job's flow could not be had.
+#[derive(Debug)]
+pub enum NoFlow {
+    /// The store failed (try again later).
+    Store(String),
+    /// The flow, or the job's version of it, no longer exists or no longer compiles.
+    Gone(String),
+}
+
+/// Compiled flow versions that are not live, for jobs created before a publish: a job finishes
+/// on the version it started on.
+#[derive(Default)]
+pub struct FlowVersions {
+    compiled: std::sync::Mutex<HashMap<(String, i64), Arc<Flow>>>,
+}
+
+/// How many non-live versions are kept compiled.
+const KEPT_VERSIONS: usize = 64;
+
+impl FlowVersions {
+    /// The flow a job runs: the live one when the job is on it (or on no version), else its own
+    /// version, loaded from the store and compiled once.
+    pub async fn flow_of(
+        &self,
+        store: &dyn Store,
+        rt: &Runtime,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<Arc<Flow>, NoFlow> {
+        let live = rt.flows.get(name).map(|(_, f)| f.clone());
+        let Some(v) = version.filter(|v| rt.versions.get(name) != Some(v)) else {
+            return live.ok_or_else(|| NoFlow::Gone(format!("flow {name:?} no longer exists")));
+        };
+        let key = (name.to_string(), v);
+        if let Some(f) = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(f.clone());
+        }
+        let saved = store.flow_version(name, v).await.map_err(|e| NoFlow::Store(e.to_string()))?;
+        let Some(saved) = saved else {
+            return Err(NoFlow::Gone(format!("version {v} of flow {name:?} no longer exists")));
+        };
+        let spec: FlowSpec = magpie_core::config::from_value(saved.body)
+            .map_err(|e| NoFlow::Gone(format!("version {v} of flow {name:?} is invalid: {e}")))?;
+        let flow = Arc::new(
+            Flow::compile(&spec).map_err(|e| NoFlow::Gone(format!("version {v} of flow {name:?}: {}", e.reason)))?,
+        );
+        let mut kept = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= KEPT_VERSIONS {
+            kept.clear();
+        }
+        kept.insert(key, flow.clone());
+        Ok(flow)
+    }
 }

@@ -145,13 +145,19 @@ async fn run_job(state: &Arc<AppState>, mut job: Job) {
             return finish(state, &job, end, Vec::new()).await;
         }
     };
-    let Some((_, flow)) = rt.flows.get(&job.flow) else {
-        let error = format!("flow {:?} no longer exists", job.flow);
-        RunDeadLettered { flow: &job.flow, error_type: "FLOW:CONFIG" }.emit();
-        let end = JobEnd::Failed { error_type: "FLOW:CONFIG".into(), error, step: None };
-        return finish(state, &job, end, Vec::new()).await;
+    let flow = match state.flow_versions.flow_of(state.store.as_ref(), &rt, &job.flow, job.flow_version).await {
+        Ok(f) => f,
+        Err(crate::runtime::NoFlow::Store(reason)) => {
+            tracing::error!(job = job.id, flow = %job.flow, reason = %reason, "loading the flow's version failed; will retry");
+            let end = JobEnd::Retry { at: now + 1_000, error: reason };
+            return finish(state, &job, end, Vec::new()).await;
+        }
+        Err(crate::runtime::NoFlow::Gone(error)) => {
+            RunDeadLettered { flow: &job.flow, error_type: "FLOW:CONFIG" }.emit();
+            let end = JobEnd::Failed { error_type: "FLOW:CONFIG".into(), error, step: None };
+            return finish(state, &job, end, Vec::new()).await;
+        }
     };
-    let flow = flow.clone();
     let effects = JobEffects {
         state,
         job: &job,

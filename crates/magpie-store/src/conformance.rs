@@ -17,6 +17,9 @@ use serde_json::json;
 
 use crate::*;
 
+mod flows;
+pub use flows::*;
+
 /// Instantiates the conformance suite for a backend: `store_suite!(name, open)` where `open()`
 /// returns a future of `(Arc<dyn Store>, guard)`; the guard lives as long as the test.
 #[macro_export]
@@ -34,7 +37,8 @@ macro_rules! store_suite {
                 failed_messages_and_failed_runs_are_dead_letters_that_redrive,
                 a_digest_lists_its_events_and_traces_show_the_fold,
                 the_archive_lists_replays_and_sweeps,
-                alerts_are_deduplicated_paired_and_released_after_a_silence);
+                alerts_are_deduplicated_paired_and_released_after_a_silence,
+                flows_have_drafts_published_versions_and_jobs_keep_theirs);
         }
     };
     (@tests $open:expr; $($t:ident),*) => {

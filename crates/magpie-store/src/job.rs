@@ -114,6 +114,9 @@ pub struct Job {
     pub rule: String,
     /// Flow.
     pub flow: String,
+    /// The version of the flow the job runs on: the live one when it was created (none for jobs
+    /// created before flows had versions: they run on the live one).
+    pub flow_version: Option<i64>,
     /// How many times the job has been claimed (this run included).
     pub runs: i64,
     /// The event (returned with the claim, to save a read).

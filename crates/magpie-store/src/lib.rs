@@ -15,6 +15,7 @@ mod alert;
 pub mod conformance;
 mod dead_letter;
 mod event;
+mod flow;
 mod job;
 mod outbox;
 mod sqlite;
@@ -26,6 +27,7 @@ use serde_json::Value;
 pub use alert::{AlertFilter, AlertRow, AlertTouch, Release, Silence, SilencedAlert};
 pub use dead_letter::{DeadLetter, DeadLetterDetail, LetterFilter, LetterStatus, Redriven};
 pub use event::{Appended, EventFilter, NewEvent, ReplayRange, StoredEvent, UnroutedEvent};
+pub use flow::{FlowHead, FlowVersion};
 pub use job::{Job, JobEnd, JobStatus, NewJob, POISON_AFTER, Released, ReplayJob, Routed, StepRow};
 pub use outbox::{
     DigestRow, LimiterState, MessageStatus, MessageUpdate, NewMessage, OutboxState, OutboxStatus, QueuedMessage,
@@ -89,7 +91,24 @@ pub enum ConfigChange {
         /// The object as JSON.
         body: Value,
     },
-    /// Delete (absent is fine).
+    /// Saves a flow as its draft (replacing a draft saved before); the live version is left as
+    /// it is. A draft equal to the live version is no draft: it is discarded. A [`ConfigChange::Put`]
+    /// of a flow saves it and publishes it at once.
+    Draft {
+        /// The flow's name.
+        name: String,
+        /// The flow as JSON.
+        body: Value,
+    },
+    /// Makes a saved version of a flow live (publishing a draft, or rolling back).
+    Publish {
+        /// The flow's name.
+        name: String,
+        /// The version.
+        version: i64,
+    },
+    /// Delete (absent is fine). A deleted flow's draft goes with it; its published versions are
+    /// kept for the jobs still running on them.
     Delete {
         /// Kind.
         kind: Kind,
@@ -107,8 +126,14 @@ pub trait Store: Send + Sync + 'static {
     async fn apply_config(&self, changes: Vec<ConfigChange>) -> Result<()>;
     /// One configuration object.
     async fn get_object(&self, kind: Kind, key: &str) -> Result<Option<Value>>;
-    /// All objects of a kind, ordered by key.
+    /// All objects of a kind, ordered by key. For flows, the live versions.
     async fn list_objects(&self, kind: Kind) -> Result<Vec<(String, Value)>>;
+    /// Every flow with a live version or a draft, by name.
+    async fn flow_heads(&self) -> Result<Vec<FlowHead>>;
+    /// The saved versions of a flow, oldest first.
+    async fn flow_versions(&self, name: &str) -> Result<Vec<FlowVersion>>;
+    /// One saved version of a flow.
+    async fn flow_version(&self, name: &str, version: i64) -> Result<Option<FlowVersion>>;
 
     // ---- event log and archive --------------------------------------------------------------
 

@@ -91,6 +91,8 @@ pub struct JobTrace {
     pub rule: String,
     /// Flow.
     pub flow: String,
+    /// The version of the flow the run is on (none for runs started before flows had versions).
+    pub flow_version: Option<i64>,
     /// Where the run stands.
     pub status: JobStatus,
     /// The replay that started this run, if one did.

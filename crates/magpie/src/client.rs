@@ -14,8 +14,8 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the server at `server` (token from `MAGPIE_TOKEN`).
-    pub fn new(server: &str) -> Result<Client, Exit> {
+    /// A client of the server at `server`, sending `token` (`--token` or `MAGPIE_TOKEN`).
+    pub fn new(server: &str, token: Option<String>) -> Result<Client, Exit> {
         let base = server.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(crate::invalid(anyhow!("--server {server:?}: expected a URL such as http://127.0.0.1:7480")));
@@ -24,7 +24,7 @@ impl Client {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| Exit(1, anyhow!("building the HTTP client: {e}")))?;
-        let token = std::env::var("MAGPIE_TOKEN").ok().filter(|t| !t.is_empty());
+        let token = token.filter(|t| !t.is_empty());
         Ok(Client { base, http, token })
     }
 

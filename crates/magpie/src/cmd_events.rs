@@ -1,7 +1,6 @@
 //! `magpie events …` and `magpie apply`.
 
 use std::io::Read;
-use std::path::Path;
 
 use anyhow::{Context, anyhow};
 use reqwest::Method;
@@ -123,23 +122,5 @@ pub async fn trace(client: &Client, id: &str, as_json: bool) -> Result<u8, Exit>
     } else {
         print!("{}", trace_view::render(&t));
     }
-    Ok(0)
-}
-
-/// `magpie apply -f FILE`.
-pub async fn apply(client: &Client, file: &Path) -> Result<u8, Exit> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display())).map_err(invalid)?;
-    // Check locally first, so a mistake is named with its path before anything is sent.
-    magpie_core::ConfigDocument::from_yaml(&text).map_err(|e| invalid(anyhow!("{}: {e}", file.display())))?;
-    let answer = client.call(Method::POST, "/v1/apply", Some(("application/yaml", text.into_bytes()))).await?;
-    let a = &answer["applied"];
-    println!(
-        "applied {}: {} buses, {} connections, {} flows, {} rules",
-        file.display(),
-        a["buses"],
-        a["connections"],
-        a["flows"],
-        a["rules"]
-    );
     Ok(0)
 }

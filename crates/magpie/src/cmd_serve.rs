@@ -32,9 +32,6 @@ pub struct ServeArgs {
     /// The robot simulator's address (with --demo).
     #[arg(long, default_value = "127.0.0.1:7481")]
     robots_listen: String,
-    /// Require this bearer token on the API (except /healthz and /readyz).
-    #[arg(long, env = "MAGPIE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
     /// Largest event accepted, in bytes.
     #[arg(long, default_value_t = magpie_core::event::DEFAULT_MAX_EVENT_BYTES)]
     max_event_bytes: usize,
@@ -146,7 +143,7 @@ async fn start_simulator(listen: &str, robots: Vec<Robot>) -> Result<(), Exit> {
 }
 
 /// `magpie serve`.
-pub async fn serve(args: ServeArgs) -> Result<u8, Exit> {
+pub async fn serve(args: ServeArgs, token: Option<String>) -> Result<u8, Exit> {
     init_logging();
     let mut config = None;
     let mut demo_robots = None;
@@ -176,7 +173,7 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Exit> {
         data_dir: args.data_dir.clone(),
         config,
         limits: EventLimits { max_bytes: args.max_event_bytes, ..EventLimits::default() },
-        token: args.token.filter(|t| !t.is_empty()),
+        token: token.filter(|t| !t.is_empty()),
         concurrency: args.concurrency,
         public_url: args.public_url.filter(|u| !u.is_empty()),
         sandbox: Some(sandbox),

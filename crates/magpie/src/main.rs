@@ -7,8 +7,10 @@ mod cmd_archive;
 mod cmd_events;
 mod cmd_flow;
 mod cmd_letters;
+mod cmd_objects;
 mod cmd_pattern;
 mod cmd_serve;
+mod cmd_versions;
 mod trace_view;
 
 use std::path::PathBuf;
@@ -23,6 +25,9 @@ struct Cli {
     /// The Magpie server the client commands talk to.
     #[arg(long, global = true, env = "MAGPIE_SERVER", default_value = "http://127.0.0.1:7480")]
     server: String,
+    /// The API token: client commands send it (`Authorization: Bearer`); `serve` requires it.
+    #[arg(long, global = true, env = "MAGPIE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,8 +47,26 @@ enum Command {
     Flow(FlowCommand),
     /// Run the robot simulator alone.
     Robots(cmd_serve::RobotsArgs),
-    /// Apply a configuration file (buses, connections, flows, rules) to the server.
+    /// Apply a configuration file (buses, connections, flows, rules) to the server; flows are
+    /// published unless --draft.
     Apply(ApplyArgs),
+    /// Event buses (事件集): list, get, delete.
+    #[command(subcommand)]
+    Buses(ObjectsCommand),
+    /// Rules (事件规则) of a bus: list, get, delete.
+    Rules {
+        #[command(subcommand)]
+        verb: ObjectsCommand,
+        /// The bus.
+        #[arg(long, global = true, default_value = "default")]
+        bus: String,
+    },
+    /// Flows (集成流): list, get, delete (drafts and publishing: `magpie flow`).
+    #[command(subcommand)]
+    Flows(ObjectsCommand),
+    /// Connections (robots): list, get, delete; secrets are shown masked.
+    #[command(subcommand)]
+    Connections(ObjectsCommand),
     /// Messages that could not be delivered and runs that failed: list, show, redrive.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(LettersCommand),
@@ -283,6 +306,74 @@ enum PatternCommand {
 enum FlowCommand {
     /// Run a flow over an event offline: prints the step trace and the messages it would send.
     Run(cmd_flow::RunArgs),
+    /// Make a flow's draft (or --version N) the live version (发布集成流).
+    Publish {
+        /// The flow.
+        name: String,
+        /// A saved version instead of the draft.
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Show what a flow's draft changes against the live version (exit 1 when they differ).
+    Diff {
+        /// The flow.
+        name: String,
+        /// live, draft or a version number.
+        #[arg(long, default_value = "live")]
+        from: String,
+        /// live, draft or a version number.
+        #[arg(long, default_value = "draft")]
+        to: String,
+    },
+    /// Make an earlier version of a flow live again.
+    Rollback {
+        /// The flow.
+        name: String,
+        /// The version to go back to.
+        #[arg(long)]
+        to: i64,
+    },
+    /// A flow's saved versions: live, draft, earlier.
+    Versions {
+        /// The flow.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ObjectsCommand {
+    /// All of them: a table on a terminal, JSON otherwise.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One, by name: YAML on a terminal, JSON otherwise.
+    Get {
+        /// The name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete one (refused, naming who uses it, while something does).
+    Delete {
+        /// The name.
+        name: String,
+    },
+}
+
+impl ObjectsCommand {
+    fn split(self) -> (cmd_objects::Verb, bool) {
+        match self {
+            ObjectsCommand::List { json } => (cmd_objects::Verb::List, json),
+            ObjectsCommand::Get { name, json } => (cmd_objects::Verb::Get(name), json),
+            ObjectsCommand::Delete { name } => (cmd_objects::Verb::Delete(name), false),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -290,6 +381,12 @@ struct ApplyArgs {
     /// The configuration file (YAML or JSON).
     #[arg(short = 'f', long = "file")]
     file: PathBuf,
+    /// Save the file's flows as drafts (publish them with `magpie flow publish`).
+    #[arg(long)]
+    draft: bool,
+    /// Check the file and show what would be created, changed and left alone, as a diff; apply nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// An error with the exit code it should end the process with.
@@ -320,6 +417,7 @@ fn die_quietly_on_closed_pipes() {
 fn main() -> ExitCode {
     // A sandbox process (this executable started again by a server) serves and exits here.
     magpie_sandbox::enter_if_child();
+    // `serve` reads the global `--token` / `MAGPIE_TOKEN` as the token it requires.
     let cli = Cli::parse();
     // Servers keep the default (a closed pipe is an error to handle, not a reason to stop).
     if !matches!(cli.command, Command::Serve(_) | Command::Robots(_)) {
@@ -333,9 +431,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let client = client::Client::new(&cli.server);
+        let client = client::Client::new(&cli.server, cli.token.clone());
         match cli.command {
-            Command::Serve(args) => cmd_serve::serve(args).await,
+            Command::Serve(args) => cmd_serve::serve(args, cli.token).await,
             Command::Robots(args) => cmd_serve::robots(args).await,
             Command::Events(EventsCommand::Put { bus, file }) => cmd_events::put(&client?, &bus, &file).await,
             Command::Events(EventsCommand::Templates { json }) => cmd_events::templates(json),
@@ -346,7 +444,31 @@ fn main() -> ExitCode {
             Command::Pattern(PatternCommand::Test { pattern, event }) => cmd_pattern::test(&pattern, &event),
             Command::Pattern(PatternCommand::Match { rules, events }) => cmd_pattern::match_file(&rules, &events),
             Command::Flow(FlowCommand::Run(args)) => cmd_flow::run(args).await,
-            Command::Apply(args) => cmd_events::apply(&client?, &args.file).await,
+            Command::Apply(args) => cmd_objects::apply(&client?, &args.file, args.draft, args.dry_run).await,
+            Command::Buses(c) => {
+                let (verb, json) = c.split();
+                cmd_objects::run(&client?, cmd_objects::Kind::Buses, verb, "default", json).await
+            }
+            Command::Rules { verb, bus } => {
+                let (verb, json) = verb.split();
+                cmd_objects::run(&client?, cmd_objects::Kind::Rules, verb, &bus, json).await
+            }
+            Command::Flows(c) => {
+                let (verb, json) = c.split();
+                cmd_objects::run(&client?, cmd_objects::Kind::Flows, verb, "default", json).await
+            }
+            Command::Connections(c) => {
+                let (verb, json) = c.split();
+                cmd_objects::run(&client?, cmd_objects::Kind::Connections, verb, "default", json).await
+            }
+            Command::Flow(FlowCommand::Publish { name, version }) => {
+                cmd_versions::publish(&client?, &name, version).await
+            }
+            Command::Flow(FlowCommand::Diff { name, from, to }) => {
+                cmd_versions::diff(&client?, &name, &from, &to).await
+            }
+            Command::Flow(FlowCommand::Rollback { name, to }) => cmd_versions::rollback(&client?, &name, to).await,
+            Command::Flow(FlowCommand::Versions { name, json }) => cmd_versions::versions(&client?, &name, json).await,
             Command::Events(EventsCommand::List { bus, since, event_type, subject, limit, json }) => {
                 let a = cmd_archive::ListArgs { bus, since, event_type, subject, limit, json };
                 cmd_archive::list(&client?, a).await

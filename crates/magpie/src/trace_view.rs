@@ -91,9 +91,10 @@ pub fn render(t: &Value) -> String {
             Some(r) => format!("  (replay {r})"),
             None => String::new(),
         };
+        let version = run["flow_version"].as_i64().map(|v| format!(" v{v}")).unwrap_or_default();
         let _ = writeln!(
             out,
-            "\nflow run #{}  rule {} → flow {}  [{status}]  runs: {}{replay}",
+            "\nflow run #{}  rule {} → flow {}{version}  [{status}]  runs: {}{replay}",
             run["job_id"],
             s(&run["rule"]),
             s(&run["flow"]),

@@ -137,6 +137,55 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Confi
     from_value(value)
 }
 
+/// Writes `value` as YAML (what `magpie flow diff` and the console show).
+pub fn to_yaml<T: serde::Serialize>(value: &T) -> String {
+    let v = match serde_json::to_value(value) {
+        Ok(v) => v,
+        Err(e) => return format!("# cannot be written as YAML: {e}\n"),
+    };
+    serde_saphyr::to_string(&PlainNumbers(&v)).unwrap_or_else(|e| format!("# cannot be written as YAML: {e}\n"))
+}
+
+/// JSON with its numbers as plain integers and floats: serde_json's arbitrary-precision numbers
+/// would otherwise be written as a private map by other formats' serializers.
+struct PlainNumbers<'a>(&'a Value);
+
+impl serde::Serialize for PlainNumbers<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    s.serialize_i64(i)
+                } else if let Some(u) = n.as_u64() {
+                    s.serialize_u64(u)
+                } else if let Some(f) = n.as_f64().filter(|f| f.is_finite()) {
+                    s.serialize_f64(f)
+                } else {
+                    s.serialize_str(&n.to_string())
+                }
+            }
+            Value::String(t) => s.serialize_str(t),
+            Value::Array(a) => {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for x in a {
+                    seq.serialize_element(&PlainNumbers(x))?;
+                }
+                seq.end()
+            }
+            Value::Object(o) => {
+                let mut map = s.serialize_map(Some(o.len()))?;
+                for (k, x) in o {
+                    map.serialize_entry(k, &PlainNumbers(x))?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
 /// Converts JSON into `T`, naming the path of the faulty field on error.
 pub fn from_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
@@ -266,6 +315,17 @@ impl RuleSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yaml_written_reads_back_as_the_same_document() {
+        let v: Value = crate::json::parse_yaml(
+            "a: 4\nb: -2.5\nc: [1, 18446744073709551615, true, null]\nd: {e: \"x: y\", f: \"line\\nline\\n\"}\n",
+        )
+        .unwrap();
+        let text = to_yaml(&v);
+        assert!(!text.contains("serde_json"), "{text}");
+        assert_eq!(crate::json::parse_yaml(&text).unwrap(), v, "{text}");
+    }
 
     #[test]
     fn parse_errors_name_the_field_path() {

@@ -2,11 +2,12 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use magpie_core::DEFAULT_BUS;
-use magpie_core::config::{BusSpec, ConfigDocument, ConnectionSpec, FlowSpec, RuleSpec};
+use magpie_core::config::{BusSpec, ConfigDocument, ConnectionSpec, RuleSpec};
 use magpie_store::Kind;
 use serde_json::{Value, json};
 
@@ -14,7 +15,7 @@ use super::{ApiResult, S, apply_doc, named_body};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::ingest;
-use crate::runtime::{redacted_connection, rule_key};
+use crate::runtime::{self, FlowWrite, redacted_connection, rule_key};
 
 /// An error about the one object a `PUT /…/{name}` sent: its path is in that object's body
 /// (`pattern.data.cpu`), not in the document the change is applied as (`rules[0].pattern…`).
@@ -123,35 +124,6 @@ pub(super) async fn delete_rule(State(state): S, Path((bus, rule)): Path<(String
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-// ---- flows -------------------------------------------------------------------------------
-
-pub(super) async fn list_flows(State(state): S) -> Json<Vec<FlowSpec>> {
-    Json(state.runtime.get().flows.values().map(|(s, _)| s.clone()).collect())
-}
-
-pub(super) async fn get_flow(State(state): S, Path(flow): Path<String>) -> ApiResult {
-    let rt = state.runtime.get();
-    let (f, _) = rt.flows.get(&flow).ok_or_else(|| ApiError::not_found(format!("no flow {flow:?}")))?;
-    Ok(Json(f.clone()).into_response())
-}
-
-pub(super) async fn put_flow(State(state): S, Path(flow): Path<String>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
-    let f: FlowSpec =
-        magpie_core::config::from_value(named_body(&headers, &bytes, &[("name", &flow)])?).map_err(ApiError::config)?;
-    apply_doc(&state, ConfigDocument { flows: vec![f.clone()], ..Default::default() }, vec![])
-        .await
-        .map_err(|e| one_object(e, "flows[0]."))?;
-    Ok(Json(f).into_response())
-}
-
-pub(super) async fn delete_flow(State(state): S, Path(flow): Path<String>) -> ApiResult {
-    if !state.runtime.get().flows.contains_key(&flow) {
-        return Err(ApiError::not_found(format!("no flow {flow:?}")));
-    }
-    apply_doc(&state, ConfigDocument::default(), vec![(Kind::Flow, flow)]).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
 // ---- connections -------------------------------------------------------------------------
 
 pub(super) async fn list_connections(State(state): S) -> Json<Vec<Value>> {
@@ -195,7 +167,13 @@ pub(super) async fn delete_connection(State(state): S, Path(name): Path<String>)
     if !state.runtime.get().connections.contains_key(&name) {
         return Err(ApiError::not_found(format!("no connection {name:?}")));
     }
-    apply_doc(&state, ConfigDocument::default(), vec![(Kind::Connection, name)]).await?;
+    apply_doc(&state, ConfigDocument::default(), vec![(Kind::Connection, name.clone())]).await.map_err(|e| {
+        if e.status == 409 {
+            ApiError::conflict(format!("connection {name:?} is still used: {}", e.message))
+        } else {
+            e
+        }
+    })?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -208,7 +186,25 @@ pub(super) async fn get_config(State(state): S) -> Json<Value> {
     Json(v)
 }
 
-pub(super) async fn apply(State(state): S, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApplyQuery {
+    /// Save flows as drafts instead of publishing them.
+    #[serde(default)]
+    draft: bool,
+    /// Check and answer what would change; store nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /v1/apply[?draft=true][&dry_run=true]`: a whole document (YAML or JSON), in one transaction.
+pub(super) async fn apply(
+    State(state): S,
+    q: Result<Query<ApplyQuery>, QueryRejection>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
     // `magpie apply` sends YAML; JSON is read strictly like every other body. A body without a
     // type is YAML (JSON is YAML too).
     let value = if ingest::media_type(&headers).is_none() {
@@ -221,10 +217,15 @@ pub(super) async fn apply(State(state): S, headers: HeaderMap, bytes: Bytes) -> 
     for c in &mut doc.connections {
         keep_redacted_secrets(&state, c);
     }
+    let mode = if q.draft { FlowWrite::Draft } else { FlowWrite::Publish };
+    if q.dry_run {
+        runtime::check(&state.runtime, state.store.as_ref(), doc.clone(), vec![], mode, state.env.as_ref()).await?;
+        return Ok(Json(super::plan::plan(&state, &doc, mode).await?).into_response());
+    }
     let counts = json!({
         "buses": doc.buses.len(), "connections": doc.connections.len(),
         "flows": doc.flows.len(), "rules": doc.rules.len(),
     });
-    apply_doc(&state, doc, vec![]).await?;
-    Ok(Json(json!({"applied": counts})).into_response())
+    super::apply_doc_as(&state, doc, vec![], mode).await?;
+    Ok(Json(json!({"applied": counts, "flows_as": if q.draft { "drafts" } else { "published" }})).into_response())
 }

@@ -1,5 +1,5 @@
 //! HTTP routes (the stable contract in DESIGN.md), one module per concern: `config` (buses,
-//! rules, flows, connections, apply), `events` (ingest, listen paths, traces, the archive,
+//! rules, connections, apply), `flows` (flows, drafts, publishing), `events` (ingest, listen paths, traces, the archive,
 //! replays), `delivery` (dead letters, digests, outboxes), `alerts` (source adapters, alerts,
 //! silences). Handlers only call the services the
 //! other stages expose; errors get their status in `crate::error`.
@@ -8,7 +8,9 @@ mod alerts;
 mod config;
 mod delivery;
 mod events;
+mod flows;
 mod params;
+mod plan;
 
 use std::sync::Arc;
 
@@ -46,8 +48,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/silences/{id}", get(alerts::get_silence).delete(alerts::expire_silence))
         .route("/v1/buses/{bus}/rules", get(config::list_rules))
         .route("/v1/buses/{bus}/rules/{rule}", get(config::get_rule).put(config::put_rule).delete(config::delete_rule))
-        .route("/v1/flows", get(config::list_flows))
-        .route("/v1/flows/{flow}", get(config::get_flow).put(config::put_flow).delete(config::delete_flow))
+        .route("/v1/flows", get(flows::list_flows))
+        .route("/v1/flow-versions", get(flows::list_heads))
+        .route("/v1/flows/{flow}", get(flows::get_flow).put(flows::put_flow).delete(flows::delete_flow))
+        .route("/v1/flows/{flow}/versions", get(flows::versions))
+        .route("/v1/flows/{flow}/publish", post(flows::publish))
+        .route("/v1/flows/{flow}/rollback", post(flows::rollback))
+        .route("/v1/flows/{flow}/diff", get(flows::diff))
         .route("/v1/connections", get(config::list_connections))
         .route(
             "/v1/connections/{name}",
@@ -203,7 +210,17 @@ pub(super) async fn apply_doc(
     doc: ConfigDocument,
     deletes: Vec<(Kind, String)>,
 ) -> Result<(), ApiError> {
-    runtime::apply(&state.runtime, state.store.as_ref(), doc, deletes, state.env.as_ref()).await
+    apply_doc_as(state, doc, deletes, runtime::FlowWrite::Publish).await
+}
+
+/// [`apply_doc`], with the document's flows recorded as `mode` says (drafts, a version).
+pub(super) async fn apply_doc_as(
+    state: &AppState,
+    doc: ConfigDocument,
+    deletes: Vec<(Kind, String)>,
+    mode: runtime::FlowWrite,
+) -> Result<(), ApiError> {
+    runtime::apply(&state.runtime, state.store.as_ref(), doc, deletes, mode, state.env.as_ref()).await
 }
 
 // ---- patterns ----------------------------------------------------------------------------

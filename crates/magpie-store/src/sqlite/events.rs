@@ -1,50 +1,12 @@
-//! Configuration objects, the event log, routing, the archive (listing, replays) and the
+//! The event log, routing, the archive (listing, replays) and the
 //! retention sweep.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, Transaction, params};
 use serde_json::Value;
 
 use super::{db, parse_json, to_json};
 use crate::*;
 use magpie_core::alert::{EventAlert, Signal};
-
-pub(super) fn apply_config(tx: &Transaction<'_>, changes: Vec<ConfigChange>, now: i64) -> Result<()> {
-    for c in changes {
-        match c {
-            ConfigChange::Put { kind, key, body } => {
-                tx.execute(
-                    "INSERT INTO objects (kind, key, body, updated_at) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-                    params![kind.as_str(), key, body.to_string(), now],
-                )
-                .map_err(db)?;
-            }
-            ConfigChange::Delete { kind, key } => {
-                tx.execute("DELETE FROM objects WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key])
-                    .map_err(db)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-pub(super) fn get_object(conn: &Connection, kind: Kind, key: &str) -> Result<Option<Value>> {
-    let body: Option<String> = conn
-        .query_row("SELECT body FROM objects WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key], |r| r.get(0))
-        .optional()
-        .map_err(db)?;
-    body.map(|b| parse_json(&b)).transpose()
-}
-
-pub(super) fn list_objects(conn: &Connection, kind: Kind) -> Result<Vec<(String, Value)>> {
-    let mut stmt = conn.prepare_cached("SELECT key, body FROM objects WHERE kind = ?1 ORDER BY key").map_err(db)?;
-    let rows = stmt.query_map([kind.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(db)?;
-    rows.map(|r| {
-        let (k, b) = r.map_err(db)?;
-        Ok((k, parse_json(&b)?))
-    })
-    .collect()
-}
 
 /// The columns `read_event` reads, in order.
 pub(super) const EVENT_COLUMNS: &str = "seq, bus, id, body, received_at";
@@ -88,8 +50,8 @@ pub(super) fn append_routed(
     .map_err(db)?;
     let seq = tx.last_insert_rowid();
     tx.execute(
-        "INSERT INTO jobs (event_seq, event_id, bus, rule, flow, status, next_attempt_at, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
+        "INSERT INTO jobs (event_seq, event_id, bus, rule, flow, status, next_attempt_at, created_at, updated_at, flow_version) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6, (SELECT version FROM objects WHERE kind = 'flow' AND key = ?5))",
         params![seq, event.id, bus, rule, flow, now],
     )
     .map_err(db)?;
@@ -170,8 +132,9 @@ pub(super) fn insert_job(
 ) -> Result<()> {
     let mut stmt = tx
         .prepare_cached(
-            "INSERT INTO jobs (event_seq, event_id, bus, rule, flow, status, next_attempt_at, created_at, updated_at, replay, alert) \
-             SELECT seq, id, bus, ?2, ?3, 'pending', ?4, ?4, ?4, ?5, ?6 FROM events WHERE seq = ?1",
+            "INSERT INTO jobs (event_seq, event_id, bus, rule, flow, status, next_attempt_at, created_at, updated_at, replay, alert, flow_version) \
+             SELECT seq, id, bus, ?2, ?3, 'pending', ?4, ?4, ?4, ?5, ?6, \
+                    (SELECT version FROM objects WHERE kind = 'flow' AND key = ?3) FROM events WHERE seq = ?1",
         )
         .map_err(db)?;
     stmt.execute(params![seq, rule, flow, now, replay, alert]).map_err(db)?;

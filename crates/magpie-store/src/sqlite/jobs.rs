@@ -14,7 +14,7 @@ pub(super) fn claim(tx: &Transaction<'_>, now: i64, lease_ms: i64, limit: usize)
             "UPDATE jobs SET status = 'running', lease_until = ?1 + ?2, runs = runs + 1, updated_at = ?1 \
              WHERE id IN (SELECT id FROM jobs WHERE (status = 'pending' AND next_attempt_at <= ?1) \
                           OR (status = 'running' AND lease_until < ?1) ORDER BY next_attempt_at, id LIMIT ?3) \
-             RETURNING id, event_seq, event_id, bus, rule, flow, runs, replay, alert",
+             RETURNING id, event_seq, event_id, bus, rule, flow, runs, replay, alert, flow_version",
         )
         .map_err(db)?;
     let rows = stmt
@@ -29,6 +29,7 @@ pub(super) fn claim(tx: &Transaction<'_>, now: i64, lease_ms: i64, limit: usize)
                 runs: r.get(6)?,
                 replay: r.get(7)?,
                 alert: r.get::<_, Option<String>>(8)?.and_then(|a| serde_json::from_str(&a).ok()),
+                flow_version: r.get(9)?,
                 event: Value::Null,
                 received_at: 0,
                 journal: None,

@@ -12,6 +12,7 @@
 //! letters), `trace`; `schema` holds the migrations.
 
 mod alerts;
+mod config;
 mod events;
 mod jobs;
 mod letters;
@@ -242,16 +243,30 @@ fn append_group(conn: &mut Connection, group: AppendGroup) {
 #[async_trait]
 impl Store for SqliteStore {
     async fn apply_config(&self, changes: Vec<ConfigChange>) -> Result<()> {
-        self.tx(move |tx| events::apply_config(tx, changes, magpie_core::now_ms())).await
+        self.tx(move |tx| config::apply_config(tx, changes, magpie_core::now_ms())).await
     }
 
     async fn get_object(&self, kind: Kind, key: &str) -> Result<Option<Value>> {
         let key = key.to_string();
-        self.call(move |conn| events::get_object(conn, kind, &key)).await
+        self.call(move |conn| config::get_object(conn, kind, &key)).await
     }
 
     async fn list_objects(&self, kind: Kind) -> Result<Vec<(String, Value)>> {
-        self.call(move |conn| events::list_objects(conn, kind)).await
+        self.call(move |conn| config::list_objects(conn, kind)).await
+    }
+
+    async fn flow_heads(&self) -> Result<Vec<FlowHead>> {
+        self.call(config::flow_heads).await
+    }
+
+    async fn flow_versions(&self, name: &str) -> Result<Vec<FlowVersion>> {
+        let name = name.to_string();
+        self.call(move |conn| config::flow_versions(conn, &name, None)).await
+    }
+
+    async fn flow_version(&self, name: &str, version: i64) -> Result<Option<FlowVersion>> {
+        let name = name.to_string();
+        self.call(move |conn| Ok(config::flow_versions(conn, &name, Some(version))?.pop())).await
     }
 
     async fn append_events(&self, bus: &str, events: Vec<NewEvent>) -> Result<Vec<Appended>> {

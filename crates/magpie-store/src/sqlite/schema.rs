@@ -11,7 +11,10 @@
 //! name a field a rule looks at). Version 5 adds the alert lifecycle: each event's alert status
 //! and default key (`events.alert_status`, `events.alert_key`), what routing did with it
 //! (`events.routing`: silenced, deduplicated…), the alert a job tells (`jobs.alert`), and the
-//! `alerts` and `silences` tables. Events stored before it are not alerts.
+//! `alerts` and `silences` tables. Events stored before it are not alerts. Version 6 versions
+//! flows: every saved flow is a row of `flow_versions` (a draft until published), the live one's
+//! number is `objects.version`, and each job records the version it runs (`jobs.flow_version`);
+//! flows stored before it become their version 1, published.
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -19,7 +22,7 @@ use super::db;
 use crate::Result;
 
 /// The schema version this code writes.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 /// The current schema, for a new database.
 const SCHEMA: &str = r#"
@@ -217,6 +220,23 @@ CREATE TABLE silences (
 );
 "#;
 
+/// What version 6 adds to version 5 (flows already stored become their published version 1).
+const V6: &str = r#"
+ALTER TABLE objects ADD COLUMN version INTEGER;
+ALTER TABLE jobs ADD COLUMN flow_version INTEGER;
+CREATE TABLE flow_versions (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    saved_at INTEGER NOT NULL,
+    published_at INTEGER,
+    PRIMARY KEY (name, version)
+);
+INSERT INTO flow_versions (name, version, body, saved_at, published_at)
+    SELECT key, 1, body, updated_at, updated_at FROM objects WHERE kind = 'flow';
+UPDATE objects SET version = 1 WHERE kind = 'flow';
+"#;
+
 /// Moves a version-1 database's data to version 2 (after [`V2`] created the new tables).
 const V1_TO_V2: &str = r#"
 ALTER TABLE events ADD COLUMN type TEXT;
@@ -291,7 +311,10 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     if version < 4 {
         tx.execute_batch(V4).map_err(db)?;
     }
-    tx.execute_batch(V5).map_err(db)?;
+    if version < 5 {
+        tx.execute_batch(V5).map_err(db)?;
+    }
+    tx.execute_batch(V6).map_err(db)?;
     tx.pragma_update(None, "user_version", VERSION).map_err(db)?;
     tx.commit().map_err(db)
 }
@@ -316,6 +339,7 @@ INSERT INTO jobs (event_seq, event_id, bus, rule, flow, status, runs, next_attem
 INSERT INTO jobs (event_seq, event_id, bus, rule, flow, status, runs, next_attempt_at, last_error, created_at, updated_at) VALUES (1, 'e1', 'default', 'r', 'g', 'failed', 1, 5, 'APP:BOOM: it broke', 1, 2);
 INSERT INTO attempts (job_id, ordinal, attempt, connection, platform, url, request, status_code, response, outcome, error_type, error, started_at, duration_ms) VALUES (1, 2, 1, 'c', 'wecom', 'http://x', '{}', 200, '{"errcode":-1}', 'failed', 'WECOM:REMOTE', 'busy', 10, 1);
 INSERT INTO attempts (job_id, ordinal, attempt, connection, platform, url, request, status_code, response, outcome, error_type, error, started_at, duration_ms) VALUES (1, 2, 2, 'c', 'wecom', 'http://x', '{}', 200, '{"errcode":0}', 'delivered', NULL, NULL, 20, 1);
+INSERT INTO objects (kind, key, body, updated_at) VALUES ('flow', 'f', '{"name":"f","steps":[]}', 7);
 "#;
 
     #[test]
@@ -337,6 +361,16 @@ INSERT INTO attempts (job_id, ordinal, attempt, connection, platform, url, reque
             conn.query_row("SELECT error_type, flow FROM dead_letters", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
         assert_eq!(letter, ("APP:BOOM".to_string(), "g".to_string()));
         assert!(!has_table(&conn, "attempts").unwrap());
+        // A flow stored before versions is its version 1, published and live.
+        let v: (i64, Option<i64>, i64) = conn
+            .query_row(
+                "SELECT v.version, v.published_at, o.version FROM flow_versions v \
+                 JOIN objects o ON o.kind = 'flow' AND o.key = v.name WHERE v.name = 'f'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(v, (1, Some(7), 1));
         migrate(&mut conn).unwrap(); // idempotent
     }
 

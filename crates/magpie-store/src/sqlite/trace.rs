@@ -165,20 +165,31 @@ pub(super) fn trace(conn: &Connection, event_id: &str) -> Result<Option<Trace>> 
     };
     let mut stmt = conn
         .prepare_cached(
-            "SELECT id, rule, flow, status, runs, next_attempt_at, last_error, replay, alert FROM jobs \
+            "SELECT id, rule, flow, status, runs, next_attempt_at, last_error, replay, alert, flow_version FROM jobs \
              WHERE event_seq = ?1 ORDER BY id",
         )
         .map_err(db)?;
-    type JobRow = (i64, String, String, String, i64, i64, Option<String>, Option<String>, Option<String>);
+    type JobRow = (i64, String, String, String, i64, i64, Option<String>, Option<String>, Option<String>, Option<i64>);
     let jobs: Vec<JobRow> = stmt
         .query_map([event.seq], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+            ))
         })
         .map_err(db)?
         .collect::<rusqlite::Result<_>>()
         .map_err(db)?;
     let mut runs = Vec::with_capacity(jobs.len());
-    for (job_id, rule, flow, status, n, next, last_error, replay, alert) in jobs {
+    for (job_id, rule, flow, status, n, next, last_error, replay, alert, flow_version) in jobs {
         let alert = alert.as_deref().map(parse_json).transpose()?;
         let status = JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?;
         let journal = Journal {
@@ -191,6 +202,7 @@ pub(super) fn trace(conn: &Connection, event_id: &str) -> Result<Option<Trace>> 
             job_id,
             rule,
             flow,
+            flow_version,
             status,
             replay,
             runs: n,

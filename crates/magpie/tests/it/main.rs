@@ -15,3 +15,4 @@ mod retries;
 mod routing;
 mod sandbox;
 mod storm;
+mod versions;
