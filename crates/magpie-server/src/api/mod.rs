@@ -9,6 +9,7 @@ mod config;
 mod delivery;
 mod events;
 mod flows;
+mod openapi;
 mod params;
 mod plan;
 
@@ -74,6 +75,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/digests/{id}", get(delivery::digest))
         .route("/hooks/{*path}", post(events::hook))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi::serve))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))

@@ -11,6 +11,7 @@ mod harness;
 mod hooks;
 mod ingest;
 mod offline;
+mod openapi;
 mod retries;
 mod routing;
 mod sandbox;
