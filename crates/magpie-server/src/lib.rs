@@ -8,6 +8,7 @@
 
 pub mod alerts;
 mod api;
+mod console;
 pub mod delivery;
 pub mod error;
 pub mod ingest;

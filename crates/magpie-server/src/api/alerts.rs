@@ -14,10 +14,10 @@ use magpie_store::{AlertFilter, Appended, Silence};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::events::{accept, append, bus_region};
 use super::{ApiResult, S, document, params};
 use crate::error::ApiError;
 use crate::ingest::{self, sources};
+use crate::ingest::{accept, append, bus_region};
 use crate::telemetry::{InternalEvent, SourceAccepted};
 
 // ---- sources -----------------------------------------------------------------------------

@@ -13,6 +13,8 @@ mod openapi;
 mod params;
 mod plan;
 
+pub(crate) use params::time as time_param;
+
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -81,6 +83,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .merge(api)
+        .merge(crate::console::router(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(refuse_long_bodies))
@@ -105,9 +108,13 @@ async fn refuse_long_bodies(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Every error answer has a JSON body: those the HTTP layer makes (405, 413 while reading, 400
+/// Every error answer of the API has a JSON body: those the HTTP layer makes (405, 413 while reading, 400
 /// for a path that is not UTF-8…) are rewritten as `{"error": {"code", "message"}}`.
 async fn json_errors(req: Request, next: Next) -> Response {
+    // The console answers people, in HTML.
+    if req.uri().path().starts_with("/console") {
+        return next.run(req).await;
+    }
     let head = req.method() == Method::HEAD;
     let res = next.run(req).await;
     let status = res.status();

@@ -15,7 +15,10 @@ use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
 
+mod service;
 pub mod sources;
+
+pub(crate) use service::{accept, append, bus_region};
 
 /// Most entries in one request.
 pub const MAX_ENTRIES: usize = 1_000;

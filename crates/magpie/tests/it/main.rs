@@ -3,6 +3,7 @@
 mod alerts;
 mod archive;
 mod bad_input;
+mod console;
 mod crash;
 mod dead_letters;
 mod demo;

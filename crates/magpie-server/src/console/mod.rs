@@ -1,0 +1,187 @@
+//! The web console (`/console`): server-rendered pages (askama) with htmx served from the binary
+//! (no CDN, no build step, works offline), in Chinese and English.
+//!
+//! It owns the pages, the language choice and the console's login session; it knows nothing the
+//! API does not: every page reads and changes what the API's own services do (`runtime::apply`,
+//! the store, the ingest service), with the same checks and the same errors. No page shows a
+//! secret (connections are shown masked).
+//!
+//! With `--token`, the console asks for the token once and keeps a session cookie (HttpOnly,
+//! SameSite=Strict, derived from the token, so changing the token ends every session); forms are
+//! POSTs that also must come from the console's own origin.
+
+mod flows;
+mod i18n;
+mod pages;
+mod trace;
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use sha2::{Digest, Sha256};
+
+pub use i18n::Lang;
+
+use crate::AppState;
+
+type S = State<Arc<AppState>>;
+
+/// The session cookie's name.
+const COOKIE: &str = "magpie_console";
+
+/// htmx, vendored (Zero-Clause BSD, `static/htmx.LICENSE`).
+const HTMX: &[u8] = include_bytes!("../../static/htmx.min.js");
+
+/// The console's routes.
+pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    let pages = Router::new()
+        .route("/console", get(pages::home))
+        .route("/console/buses", get(pages::buses))
+        .route("/console/rules/{bus}/{rule}", get(pages::rule).post(pages::save_rule))
+        .route("/console/patterns/check", post(pages::check_pattern))
+        .route("/console/templates", get(pages::templates))
+        .route("/console/templates/send", post(pages::send_template))
+        .route("/console/events", get(pages::events))
+        .route("/console/events/{id}", get(trace::page))
+        .route("/console/events/{id}/runs", get(trace::runs))
+        .route("/console/flows", get(flows::list))
+        .route("/console/flows/{name}", get(flows::page).post(flows::save))
+        .route("/console/flows/{name}/publish", post(flows::publish))
+        .route("/console/connections", get(pages::connections))
+        .route("/console/dead-letters", get(pages::dead_letters))
+        .route("/console/alerts", get(pages::alerts))
+        .route("/console/silences", get(pages::silences))
+        .route("/console/logout", post(logout))
+        .route_layer(middleware::from_fn_with_state(state, guard));
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console") }))
+        .route("/console/login", get(login_page).post(login))
+        .route("/console/lang/{code}", get(pages::set_lang))
+        .route("/console/static/htmx.min.js", get(htmx))
+        .merge(pages)
+}
+
+async fn htmx() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "max-age=86400")], HTMX)
+        .into_response()
+}
+
+/// The session value for `token`: knowing it proves the token was given.
+fn session_of(token: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"magpie console session\0");
+    h.update(token.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A form POST must come from this console (CSRF): the browser's `Origin` (or `Referer`) names
+/// the host the request was sent to.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else { return false };
+    let from = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|o| o.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or_default().to_string()));
+    from.is_some_and(|f| f == host)
+}
+
+/// Pages need the session when the server has a token; forms must come from the console.
+async fn guard(State(state): S, req: Request, next: Next) -> Response {
+    if req.method() == Method::POST && !same_origin(req.headers()) {
+        return (StatusCode::FORBIDDEN, "the form did not come from this console").into_response();
+    }
+    if let Some(token) = &state.token {
+        let ok = cookie(req.headers(), COOKIE)
+            .is_some_and(|c| magpie_connectors::signing::constant_time_eq(c, &session_of(token)));
+        if !ok {
+            let to = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/console");
+            return Redirect::to(&format!("/console/login?next={}", pages::enc(to))).into_response();
+        }
+    }
+    next.run(req).await
+}
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage {
+    t: &'static i18n::Text,
+    lang: Lang,
+    next: String,
+    error: Option<&'static str>,
+}
+
+#[derive(serde::Deserialize)]
+struct Next_ {
+    next: Option<String>,
+}
+
+/// Only a console path may be where a login goes next.
+fn next_path(next: Option<String>) -> String {
+    next.filter(|n| n.starts_with("/console") && !n.starts_with("//")).unwrap_or_else(|| "/console".into())
+}
+
+async fn login_page(headers: HeaderMap, q: axum::extract::Query<Next_>) -> Response {
+    let lang = Lang::of(&headers);
+    render(&LoginPage { t: lang.text(), lang, next: next_path(q.0.next), error: None })
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+async fn login(State(state): S, headers: HeaderMap, form: axum::Form<LoginForm>) -> Response {
+    let lang = Lang::of(&headers);
+    if !same_origin(&headers) {
+        return (StatusCode::FORBIDDEN, "the form did not come from this console").into_response();
+    }
+    let next = next_path(form.0.next);
+    let Some(token) = &state.token else { return Redirect::to(&next).into_response() };
+    if !magpie_connectors::signing::constant_time_eq(form.0.token.trim(), token) {
+        let page = LoginPage { t: lang.text(), lang, next, error: Some(lang.text().bad_token) };
+        let mut r = render(&page);
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        return r;
+    }
+    let set = format!("{COOKIE}={}; Path=/console; HttpOnly; SameSite=Strict", session_of(token));
+    let mut r = Redirect::to(&next).into_response();
+    if let Ok(v) = set.parse() {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn logout() -> Response {
+    let mut r = Redirect::to("/console/login").into_response();
+    if let Ok(v) = format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0").parse() {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// A rendered page, or a plain 500 naming the template error.
+fn render<T: Template>(page: &T) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering the page: {e}")).into_response(),
+    }
+}
