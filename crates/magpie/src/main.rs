@@ -22,11 +22,12 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "magpie", version, about, long_about = None)]
 struct Cli {
-    /// The Magpie server the client commands talk to.
-    #[arg(long, global = true, env = "MAGPIE_SERVER", default_value = "http://127.0.0.1:7480")]
+    /// The Magpie server the client commands talk to (listed in their help's footer, not in the
+    /// offline commands').
+    #[arg(long, global = true, hide = true, env = "MAGPIE_SERVER", default_value = "http://127.0.0.1:7480")]
     server: String,
     /// The API token: client commands send it (`Authorization: Bearer`); `serve` requires it.
-    #[arg(long, global = true, env = "MAGPIE_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, hide = true, env = "MAGPIE_TOKEN", hide_env_values = true)]
     token: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -414,11 +415,63 @@ fn die_quietly_on_closed_pipes() {
     }
 }
 
+/// The client options, as the help of every command that talks to a server lists them.
+const CLIENT_OPTIONS: &str = "\
+Server options:
+      --server <URL>   The Magpie server [env: MAGPIE_SERVER] [default: http://127.0.0.1:7480]
+      --token <TOKEN>  The API token, sent as a bearer token [env: MAGPIE_TOKEN]";
+
+/// The commands that talk to a server (their help lists `--server` / `--token`; the offline
+/// commands' help does not).
+const ONLINE: &[&[&str]] = &[
+    &["events", "put"],
+    &["events", "send-template"],
+    &["events", "trace"],
+    &["events", "list"],
+    &["events", "replay"],
+    &["events", "storm"],
+    &["flow", "publish"],
+    &["flow", "diff"],
+    &["flow", "rollback"],
+    &["flow", "versions"],
+    &["apply"],
+    &["buses"],
+    &["rules"],
+    &["flows"],
+    &["connections"],
+    &["dead-letters"],
+    &["alerts"],
+    &["silence"],
+];
+
+/// Parses the command line, with the client options in the help of the commands that use them.
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    fn note(cmd: clap::Command, path: &'static [&'static str]) -> clap::Command {
+        match path.split_first() {
+            None => {
+                let subs: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
+                let cmd = cmd.after_help(CLIENT_OPTIONS);
+                subs.into_iter().fold(cmd, |c, s| c.mut_subcommand(s, |sc| note(sc, &[])))
+            }
+            Some((first, rest)) => cmd.mut_subcommand(*first, move |c| note(c, rest)),
+        }
+    }
+    let mut cmd = Cli::command().after_help(CLIENT_OPTIONS);
+    for path in ONLINE {
+        cmd = note(cmd, path);
+    }
+    cmd = cmd.mut_subcommand("serve", |c| {
+        c.after_help("      --token <TOKEN>  Require this bearer token on the API and the console [env: MAGPIE_TOKEN]")
+    });
+    Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
     // A sandbox process (this executable started again by a server) serves and exits here.
     magpie_sandbox::enter_if_child();
     // `serve` reads the global `--token` / `MAGPIE_TOKEN` as the token it requires.
-    let cli = Cli::parse();
+    let cli = parse_cli();
     // Servers keep the default (a closed pipe is an error to handle, not a reason to stop).
     if !matches!(cli.command, Command::Serve(_) | Command::Robots(_)) {
         die_quietly_on_closed_pipes();

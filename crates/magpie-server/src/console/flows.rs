@@ -100,6 +100,8 @@ struct FlowPage {
     diff: Vec<(char, String)>,
     error: Option<String>,
     notice: Option<String>,
+    templates: Vec<(&'static str, &'static str)>,
+    dry: Option<super::dry_run::DryRun>,
 }
 
 async fn flow_page(
@@ -155,6 +157,8 @@ async fn flow_page(
         diff,
         error,
         notice,
+        templates: magpie_core::templates::all().iter().map(|t| (t.name, t.label)).collect(),
+        dry: None,
     })
 }
 
@@ -225,4 +229,37 @@ pub(super) async fn publish(axum::extract::State(state): S, headers: HeaderMap, 
         Ok(p) => render(&p),
         Err(r) => r,
     }
+}
+
+/// `POST /console/flows/{name}/dry-run`: runs the draft (or the live version) over a template and
+/// previews each message as the robot will show it; sends nothing.
+pub(super) async fn dry_run(
+    axum::extract::State(state): S,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let f = form(&body);
+    let mut page = match flow_page(&state, lang, &name, None, None, None).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Some(tpl) = field(&f, "template").and_then(magpie_core::templates::find) else {
+        page.error = Some("choose a template".into());
+        return render(&page);
+    };
+    // The version shown on the page: the draft if there is one, else live.
+    let spec: Result<FlowSpec, String> = magpie_core::config::parse_yaml::<Value>(&page.yaml)
+        .and_then(magpie_core::config::from_value)
+        .map_err(|e| e.to_string());
+    let flow = spec.and_then(|s| magpie_flow::Flow::compile(&s).map_err(|e| format!("{}: {}", e.path, e.reason)));
+    match flow {
+        Ok(flow) => {
+            let event = tpl.instantiate(&format!("dry-run-{}", uuid::Uuid::new_v4()), magpie_core::now_ms());
+            page.dry = Some(super::dry_run::run(&state, &name, &flow, event).await);
+        }
+        Err(e) => page.error = Some(e),
+    }
+    render(&page)
 }

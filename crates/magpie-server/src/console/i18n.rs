@@ -117,6 +117,8 @@ pub struct Text {
     pub state: &'static str,
     pub fired: &'static str,
     pub yaml: &'static str,
+    pub dry_run: &'static str,
+    pub dry_run_hint: &'static str,
 }
 
 static ZH: Text = Text {
@@ -175,6 +177,8 @@ static ZH: Text = Text {
     state: "状态",
     fired: "触发次数",
     yaml: "YAML",
+    dry_run: "试运行",
+    dry_run_hint: "用模板运行此版本，预览机器人将显示的消息；不会发送",
 };
 
 static EN: Text = Text {
@@ -233,4 +237,6 @@ static EN: Text = Text {
     state: "State",
     fired: "Fired",
     yaml: "YAML",
+    dry_run: "Dry run",
+    dry_run_hint: "runs this version over a template and previews each message as the robot will show it; sends nothing",
 };

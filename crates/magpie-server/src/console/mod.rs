@@ -10,6 +10,7 @@
 //! SameSite=Strict, derived from the token, so changing the token ends every session); forms are
 //! POSTs that also must come from the console's own origin.
 
+mod dry_run;
 mod flows;
 mod i18n;
 mod pages;
@@ -53,6 +54,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/console/flows", get(flows::list))
         .route("/console/flows/{name}", get(flows::page).post(flows::save))
         .route("/console/flows/{name}/publish", post(flows::publish))
+        .route("/console/flows/{name}/dry-run", post(flows::dry_run))
         .route("/console/connections", get(pages::connections))
         .route("/console/dead-letters", get(pages::dead_letters))
         .route("/console/alerts", get(pages::alerts))

@@ -194,7 +194,7 @@ const WECOM_COLOURS: [(&str, &str); 3] = [("info", "#2ea043"), ("comment", "#8c9
 /// A request body as the robot shows its text: WeCom `markdown.content` / `text.content`,
 /// DingTalk `markdown.text`, Feishu/Lark `content.text` or a post's lines. The text is escaped;
 /// only WeCom's `<font color>` becomes coloured spans again.
-fn preview(request: &Value) -> String {
+pub(super) fn preview(request: &Value) -> String {
     let at = |p: &[&str]| p.iter().try_fold(request, |v, k| v.get(*k)).and_then(Value::as_str).map(str::to_string);
     let text = at(&["markdown", "content"])
         .or_else(|| at(&["text", "content"]))

@@ -191,6 +191,18 @@ fn the_console_sends_traces_edits_publishes_and_logs_in_in_chromium() {
         until(10, "v2 live", || async { (text(&c, "#live-version").await? == "v2").then_some(()) }).await;
         assert!(c.find(Locator::Css("#no-draft")).await.is_ok(), "no draft after publishing");
         shot(&c, "flow-published").await;
+        // A dry run previews the message as the robot will show it, sending nothing.
+        let sent_before = reqwest::get(format!("http://{robots}/_sim/messages")).await.unwrap().text().await.unwrap();
+        c.find(Locator::Css("#dry-template option[value='cvm:GuestReboot']")).await.unwrap().click().await.unwrap();
+        c.find(Locator::Css("#dry-run")).await.unwrap().click().await.unwrap();
+        let outcome = until(10, "the dry run", || async { text(&c, "#dry-outcome").await }).await;
+        assert_eq!(outcome, "done");
+        let shown = text(&c, ".dry-preview .preview").await.unwrap_or_default();
+        assert!(shown.contains("收到告警信息 (console v2)") && shown.contains("ins-"), "{shown}");
+        shot(&c, "flow-dry-run").await;
+        let sent_after = reqwest::get(format!("http://{robots}/_sim/messages")).await.unwrap().text().await.unwrap();
+        assert_eq!(sent_before, sent_after, "a dry run sends nothing");
+
         let runs = send_guest_reboot(&c, &url).await;
         let wecom = &runs.iter().find(|(f, _)| f == "eb-wecom").unwrap().1;
         assert!(wecom.contains("收到告警信息 (console v2)"), "the next event used the published flow: {wecom}");

@@ -62,3 +62,29 @@ fn pattern_match_counts_rules_over_events() {
     assert_eq!(v, serde_json::json!({"cvm": 2, "firing": 2, "none": 0}));
     assert!(stderr(&o).contains("events/s"));
 }
+
+#[test]
+fn offline_commands_do_not_offer_server_options_and_client_commands_do() {
+    let help = |args: &[&str]| {
+        let o = std::process::Command::new(BIN).args(args).arg("--help").output().unwrap();
+        assert!(o.status.success(), "{args:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    for offline in
+        [&["pattern", "test"][..], &["pattern", "match"], &["flow", "run"], &["events", "templates"], &["robots"]]
+    {
+        assert!(!help(offline).contains("--server"), "{offline:?} is offline: {}", help(offline));
+    }
+    for online in [&["flows", "list"][..], &["apply"], &["events", "put"], &["flow", "publish"], &["silence", "add"]] {
+        let h = help(online);
+        assert!(h.contains("--server <URL>") && h.contains("MAGPIE_TOKEN"), "{online:?}: {h}");
+    }
+    assert!(help(&["serve"]).contains("--token <TOKEN>  Require this bearer token"));
+    // The options work after the command too.
+    let o = std::process::Command::new(BIN)
+        .args(["flows", "list", "--server", "http://127.0.0.1:9", "--token", "t"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach Magpie at http://127.0.0.1:9"));
+}
