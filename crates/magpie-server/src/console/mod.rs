@@ -43,8 +43,9 @@ const HTMX: &[u8] = include_bytes!("../../static/htmx.min.js");
 pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
     let pages = Router::new()
         .route("/console", get(pages::home))
-        .route("/console/buses", get(pages::buses))
+        .route("/console/buses", get(pages::buses).post(pages::save_bus))
         .route("/console/rules/{bus}/{rule}", get(pages::rule).post(pages::save_rule))
+        .route("/console/rules/{bus}/{rule}/toggle", post(pages::toggle_rule))
         .route("/console/patterns/check", post(pages::check_pattern))
         .route("/console/templates", get(pages::templates))
         .route("/console/templates/send", post(pages::send_template))

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query};
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use magpie_core::config::{ConfigDocument, RuleSpec, TargetSpec};
+use magpie_core::config::{BusSpec, ConfigDocument, RuleSpec, TargetSpec};
 use magpie_pattern::Pattern;
 use magpie_store::{AlertFilter, EventFilter, LetterFilter};
 use serde_json::Value;
@@ -89,10 +89,14 @@ struct BusesPage {
     title: &'static str,
     active: &'static str,
     buses: Vec<BusRow>,
+    error: Option<String>,
 }
 
 pub(super) async fn buses(axum::extract::State(state): S, headers: HeaderMap) -> Response {
-    let lang = Lang::of(&headers);
+    render(&buses_page(&state, Lang::of(&headers), None))
+}
+
+fn buses_page(state: &crate::AppState, lang: Lang, error: Option<String>) -> BusesPage {
     let rt = state.runtime.get();
     let buses = rt
         .buses
@@ -118,7 +122,43 @@ pub(super) async fn buses(axum::extract::State(state): S, headers: HeaderMap) ->
         })
         .collect();
     let t = lang.text();
-    render(&BusesPage { t, lang, title: t.buses, active: "buses", buses })
+    BusesPage { t, lang, title: t.buses, active: "buses", buses, error }
+}
+
+/// `POST /console/buses`: creates a bus, or changes its description (name, description).
+pub(super) async fn save_bus(axum::extract::State(state): S, headers: HeaderMap, body: Bytes) -> Response {
+    let lang = Lang::of(&headers);
+    let f = form(&body);
+    let name = field(&f, "name").unwrap_or_default().trim().to_string();
+    let mut bus = state.runtime.get().buses.get(&name).cloned().unwrap_or_else(|| BusSpec::new(&name, ""));
+    bus.description = field(&f, "description").unwrap_or_default().to_string();
+    let doc = ConfigDocument { buses: vec![bus], ..Default::default() };
+    match runtime::apply(&state.runtime, state.store.as_ref(), doc, vec![], FlowWrite::Publish, state.env.as_ref())
+        .await
+    {
+        Ok(()) => Redirect::to("/console/buses").into_response(),
+        Err(e) => render(&buses_page(&state, lang, Some(e.message.replacen("buses[0].", "", 1)))),
+    }
+}
+
+/// `POST /console/rules/{bus}/{rule}/toggle`: enables or disables a rule.
+pub(super) async fn toggle_rule(
+    axum::extract::State(state): S,
+    headers: HeaderMap,
+    Path((bus, rule)): Path<(String, String)>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let Some(mut r) = state.runtime.get().rules.get(&bus).and_then(|m| m.get(&rule)).cloned() else {
+        return render(&buses_page(&state, lang, Some(format!("no rule {rule:?} on bus {bus:?}"))));
+    };
+    r.enabled = !r.enabled;
+    let doc = ConfigDocument { rules: vec![r], ..Default::default() };
+    match runtime::apply(&state.runtime, state.store.as_ref(), doc, vec![], FlowWrite::Publish, state.env.as_ref())
+        .await
+    {
+        Ok(()) => Redirect::to("/console/buses").into_response(),
+        Err(e) => render(&buses_page(&state, lang, Some(e.message))),
+    }
 }
 
 pub(super) struct Target {
@@ -481,23 +521,35 @@ struct TablePage {
 pub(super) async fn connections(axum::extract::State(state): S, headers: HeaderMap) -> Response {
     let lang = Lang::of(&headers);
     let t = lang.text();
-    let rows = state
-        .runtime
-        .get()
-        .connections
-        .values()
-        .map(|c| {
-            let v = redacted_connection(c);
-            let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
-            vec![s("name"), s("platform"), s("webhook"), s("secret")]
-        })
-        .collect();
+    let now = magpie_core::now_ms();
+    let mut rows = Vec::new();
+    for c in state.runtime.get().connections.values() {
+        let v = redacted_connection(c);
+        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+        // The outbox: messages waiting, and a pause the platform asked for.
+        let outbox = match state.store.outbox_status(&c.name).await {
+            Ok(o) => {
+                let paused = o.state.paused_until.filter(|p| *p > now).map(|p| {
+                    format!(", paused until {} ({})", when(p), o.state.pause_reason.clone().unwrap_or_default())
+                });
+                format!(
+                    "{} queued, {} sent, {} folded{}",
+                    o.depth,
+                    o.state.sent,
+                    o.state.folded,
+                    paused.unwrap_or_default()
+                )
+            }
+            Err(e) => e.to_string(),
+        };
+        rows.push(vec![s("name"), s("platform"), s("webhook"), s("secret"), outbox]);
+    }
     render(&TablePage {
         t,
         lang,
         title: t.connections,
         active: "connections",
-        head: vec![t.name, t.platform, t.webhook, t.secret],
+        head: vec![t.name, t.platform, t.webhook, t.secret, t.outbox],
         rows,
         error: None,
     })

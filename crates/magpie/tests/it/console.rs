@@ -150,6 +150,24 @@ fn the_console_sends_traces_edits_publishes_and_logs_in_in_chromium() {
 
         // The pattern editor validates as you type: the error names its path.
         c.goto(&format!("{url}/console/buses")).await.unwrap();
+        // Create a bus; a bad name is refused with the reason.
+        c.find(Locator::Css("#bus-name")).await.unwrap().send_keys("ops-bus").await.unwrap();
+        c.find(Locator::Css("#bus-description")).await.unwrap().send_keys("运维事件").await.unwrap();
+        c.find(Locator::Css("#save-bus")).await.unwrap().click().await.unwrap();
+        until(5, "the new bus", || async {
+            c.source().await.ok().filter(|s| s.contains("ops-bus") && s.contains("运维事件"))
+        })
+        .await;
+        c.find(Locator::Css("#bus-name")).await.unwrap().send_keys("bad name!").await.unwrap();
+        c.find(Locator::Css("#save-bus")).await.unwrap().click().await.unwrap();
+        let refused = until(5, "the refusal", || async { text(&c, "#buses-error").await }).await;
+        assert!(refused.contains("name"), "{refused}");
+        // Disable and enable the rule.
+        c.find(Locator::Css(".toggle-rule")).await.unwrap().click().await.unwrap();
+        until(5, "the rule disabled", || async { c.source().await.ok().filter(|s| s.contains("<td>false</td>")) })
+            .await;
+        c.find(Locator::Css(".toggle-rule")).await.unwrap().click().await.unwrap();
+        until(5, "the rule enabled", || async { c.source().await.ok().filter(|s| s.contains("<td>true</td>")) }).await;
         shot(&c, "buses").await;
         c.find(Locator::Css("a.edit-rule")).await.unwrap().click().await.unwrap();
         let editor = c.wait().for_element(Locator::Css("#pattern")).await.unwrap();
