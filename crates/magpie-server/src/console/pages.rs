@@ -324,7 +324,30 @@ pub(super) async fn check_pattern(headers: HeaderMap, body: Bytes) -> Html<Strin
         }
         Ok(p) => {
             let mut out = format!("<span class=\"ok\" id=\"pattern-ok\">{}</span>", t.pattern_ok);
-            if let Some(tpl) = field(&f, "template").filter(|n| !n.is_empty()).and_then(magpie_core::templates::find) {
+            let pasted = field(&f, "event").filter(|e| !e.trim().is_empty());
+            if let Some(text) = pasted {
+                // A pasted event is read as strictly as ingest reads one.
+                match magpie_core::json::parse(text.as_bytes())
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| p.into_clean().map_err(|e| format!("{}: {}", e.path_text(), e.reason)))
+                {
+                    Ok(ev) if ev.is_object() => {
+                        let (cls, word) = if p.matches(&ev) { ("ok", t.matched) } else { ("err", t.not_matched) };
+                        out.push_str(&format!(
+                            " · <span class=\"{cls}\" id=\"pattern-match\">{} {word}</span>",
+                            t.events
+                        ));
+                    }
+                    Ok(_) => {
+                        out.push_str(" · <span class=\"err\" id=\"event-error\">event: must be a JSON object</span>")
+                    }
+                    Err(e) => {
+                        out.push_str(&format!(" · <span class=\"err\" id=\"event-error\">event: {}</span>", esc(&e)))
+                    }
+                }
+            } else if let Some(tpl) =
+                field(&f, "template").filter(|n| !n.is_empty()).and_then(magpie_core::templates::find)
+            {
                 let ev = tpl.instantiate("test", magpie_core::now_ms());
                 let (cls, word) = if p.matches(&ev) { ("ok", t.matched) } else { ("err", t.not_matched) };
                 out.push_str(&format!(" · <span class=\"{cls}\" id=\"pattern-match\">{} {word}</span>", esc(tpl.name)));

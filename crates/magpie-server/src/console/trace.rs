@@ -218,7 +218,37 @@ pub(super) fn preview(request: &Value) -> String {
             Some(format!("{title}\n{}", lines.join("\n")))
         });
     let Some(text) = text else { return String::new() };
-    colour_fonts(&escape(&text)).replace('\n', "<br>")
+    let html = colour_fonts(&escape(&text));
+    html.split('\n').map(markdown_line).collect::<Vec<_>>().join("<br>")
+}
+
+/// The markdown the robots render, on one escaped line: `#` headings, `> ` quotes, `**bold**`.
+fn markdown_line(line: &str) -> String {
+    let trimmed = line.trim_start();
+    let (open, close, body) = if let Some(rest) = trimmed.strip_prefix("#### ").or_else(|| trimmed.strip_prefix("### "))
+    {
+        ("<strong>", "</strong>", rest)
+    } else if let Some(rest) = trimmed.strip_prefix("## ").or_else(|| trimmed.strip_prefix("# ")) {
+        ("<strong style=\"font-size:1.15em\">", "</strong>", rest)
+    } else if let Some(rest) = trimmed.strip_prefix("&gt; ") {
+        ("<span style=\"border-left:3px solid #d0d7de;padding-left:6px;color:#57606a\">", "</span>", rest)
+    } else {
+        ("", "", line)
+    };
+    let mut out = String::from(open);
+    let mut bold = false;
+    for (i, part) in body.split("**").enumerate() {
+        if i > 0 {
+            out.push_str(if bold { "</b>" } else { "<b>" });
+            bold = !bold;
+        }
+        out.push_str(part);
+    }
+    if bold {
+        out.push_str("</b>");
+    }
+    out.push_str(close);
+    out
 }
 
 /// Turns escaped WeCom `<font color="info|comment|warning">…</font>` back into coloured spans;
@@ -276,5 +306,10 @@ mod tests {
         );
         let post = json!({"msg_type": "post", "content": {"post": {"zh_cn": {"title": "T", "content": [[{"tag": "text", "text": "a"}]]}}}});
         assert_eq!(preview(&post), "T<br>a");
+        let ding = json!({"msgtype": "markdown", "markdown": {"title": "t", "text": "#### 告警\n> 实例: **ins-1**"}});
+        assert_eq!(
+            preview(&ding),
+            "<strong>告警</strong><br><span style=\"border-left:3px solid #d0d7de;padding-left:6px;color:#57606a\">实例: <b>ins-1</b></span>"
+        );
     }
 }

@@ -190,6 +190,17 @@ fn the_console_sends_traces_edits_publishes_and_logs_in_in_chromium() {
             matched.contains("cvm:GuestReboot") && matched.contains("matched") && !matched.contains("not"),
             "{matched}"
         );
+        // Or against a pasted event.
+        c.find(Locator::Css("#event"))
+            .await
+            .unwrap()
+            .send_keys(r#"{"type": "cvm:ErrorEvent:GuestOom"}"#)
+            .await
+            .unwrap();
+        until(5, "the pasted event's test", || async {
+            text(&c, "#pattern-match").await.filter(|m| m.contains("not matched"))
+        })
+        .await;
 
         // Edit a flow: the draft differs from live until published; the next event uses it.
         c.goto(&format!("{url}/console/flows/eb-wecom")).await.unwrap();
