@@ -57,6 +57,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/console/flows/{name}/publish", post(flows::publish))
         .route("/console/flows/{name}/dry-run", post(flows::dry_run))
         .route("/console/connections", get(pages::connections))
+        .route("/console/connections/{name}/test", post(pages::test_connection))
         .route("/console/dead-letters", get(pages::dead_letters))
         .route("/console/alerts", get(pages::alerts))
         .route("/console/silences", get(pages::silences))

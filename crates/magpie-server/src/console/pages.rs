@@ -542,7 +542,27 @@ struct TablePage {
 }
 
 pub(super) async fn connections(axum::extract::State(state): S, headers: HeaderMap) -> Response {
-    let lang = Lang::of(&headers);
+    connections_page(&state, Lang::of(&headers), None, None).await
+}
+
+#[derive(Template)]
+#[template(path = "console/connections.html")]
+struct ConnectionsPage {
+    t: &'static Text,
+    lang: Lang,
+    title: &'static str,
+    active: &'static str,
+    rows: Vec<Vec<String>>,
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+async fn connections_page(
+    state: &crate::AppState,
+    lang: Lang,
+    notice: Option<String>,
+    error: Option<String>,
+) -> Response {
     let t = lang.text();
     let now = magpie_core::now_ms();
     let mut rows = Vec::new();
@@ -567,15 +587,7 @@ pub(super) async fn connections(axum::extract::State(state): S, headers: HeaderM
         };
         rows.push(vec![s("name"), s("platform"), s("webhook"), s("secret"), outbox]);
     }
-    render(&TablePage {
-        t,
-        lang,
-        title: t.connections,
-        active: "connections",
-        head: vec![t.name, t.platform, t.webhook, t.secret, t.outbox],
-        rows,
-        error: None,
-    })
+    render(&ConnectionsPage { t, lang, title: t.connections, active: "connections", rows, notice, error })
 }
 
 pub(super) async fn dead_letters(axum::extract::State(state): S, headers: HeaderMap) -> Response {
@@ -690,4 +702,61 @@ pub(super) async fn silences(axum::extract::State(state): S, headers: HeaderMap)
         rows,
         error,
     })
+}
+
+/// `POST /console/connections/{name}/test`: one text message to the robot, to check its webhook,
+/// secret and keywords. Refused while the connection's outbox has messages waiting or is paused
+/// (a test never jumps the queue or breaks a pause the platform asked for); the answer is shown.
+pub(super) async fn test_connection(
+    axum::extract::State(state): S,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let result = async {
+        let rt = state.runtime.get();
+        let conn = rt.connections.get(&name).ok_or_else(|| format!("no connection {name:?}"))?;
+        let now = magpie_core::now_ms();
+        let o = state.store.outbox_status(&name).await.map_err(|e| e.to_string())?;
+        if o.depth > 0 || o.state.paused_until.is_some_and(|p| p > now) {
+            return Err(format!(
+                "the outbox of {name:?} is busy ({} queued{}): a test message would jump its queue; try when it is idle",
+                o.depth,
+                o.state
+                    .paused_until
+                    .filter(|p| *p > now)
+                    .map(|p| format!(", paused until {}", when(p)))
+                    .unwrap_or_default()
+            ));
+        }
+        let env = |k: &str| (state.env)(k);
+        let dest = crate::delivery::destination(conn, &env)?;
+        let keyword = conn.keywords.first().map(|k| format!("{k} ")).unwrap_or_default();
+        let msg = magpie_core::OutboundMessage {
+            kind: magpie_core::config::MessageKind::Text,
+            title: None,
+            content: Value::String(format!("{keyword}Magpie 测试消息 · test message ({})", when(now))),
+        };
+        let prepared = crate::delivery::prepare(&dest, &msg, now).map_err(|f| crate::delivery::describe(&f))?;
+        let timeout = conn.timeout.unwrap_or(crate::delivery::DEFAULT_TIMEOUT);
+        let a = crate::delivery::send(&state.http, conn.platform, &prepared, timeout).await;
+        let answer = format!(
+            "HTTP {} {}",
+            a.status_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            a.response.unwrap_or_default()
+        );
+        match a.failure {
+            None => Ok(answer),
+            Some(f) => Err(format!(
+                "{}: {} ({answer})",
+                f.kind.in_namespace(conn.platform.error_namespace()),
+                crate::delivery::describe(&f)
+            )),
+        }
+    };
+    let (notice, error) = match result.await {
+        Ok(answer) => (Some(format!("{name}: {answer}")), None),
+        Err(e) => (None, Some(e)),
+    };
+    connections_page(&state, lang, notice, error).await
 }

@@ -236,6 +236,15 @@ fn the_console_sends_traces_edits_publishes_and_logs_in_in_chromium() {
         let wecom = &runs.iter().find(|(f, _)| f == "eb-wecom").unwrap().1;
         assert!(wecom.contains("收到告警信息 (console v2)"), "the next event used the published flow: {wecom}");
 
+        // A connection's test message reaches the (simulated) robot; DingTalk's keyword is added.
+        c.goto(&format!("{url}/console/connections")).await.unwrap();
+        c.find(Locator::Css(".test-connection[data-connection='dingtalk-ops']")).await.unwrap().click().await.unwrap();
+        let ok = until(10, "the test's answer", || async { text(&c, "#test-ok").await }).await;
+        assert!(ok.contains("HTTP 200") && ok.contains("\"errcode\":0"), "{ok}");
+        let sim = reqwest::get(format!("http://{robots}/_sim/messages")).await.unwrap().text().await.unwrap();
+        assert!(sim.contains("Magpie 测试消息"), "{sim}");
+        shot(&c, "connection-test").await;
+
         // Every page renders; the language switch turns it into Chinese.
         for page in ["events", "flows", "connections", "dead-letters", "alerts", "silences", "templates"] {
             c.goto(&format!("{url}/console/{page}")).await.unwrap();
