@@ -115,6 +115,8 @@ pub struct AppState {
     pub silences_changed: Notify,
     /// Flow versions that are not live, for the jobs still on them.
     pub flow_versions: runtime::FlowVersions,
+    /// The web console's login sessions.
+    pub(crate) console_sessions: console::Sessions,
 }
 
 /// Why the server could not start.
@@ -172,6 +174,7 @@ impl AppState {
             silences: alerts::Silences::default(),
             silences_changed: Notify::new(),
             flow_versions: runtime::FlowVersions::default(),
+            console_sessions: console::Sessions::default(),
         });
         state.silences.reload(state.store.as_ref()).await?;
         tracing::info!(expressions = %state.sandbox.describe(), "expressions are evaluated in a sandbox");

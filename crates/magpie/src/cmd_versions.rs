@@ -45,7 +45,15 @@ pub async fn rollback(client: &Client, name: &str, to: i64) -> Result<u8, Exit> 
 /// `magpie flow diff NAME [--from live] [--to draft]`: exit 0 when equal, 1 when they differ.
 pub async fn diff(client: &Client, name: &str, from: &str, to: &str) -> Result<u8, Exit> {
     let route = format!("/v1/flows/{}/diff?from={}&to={}", enc(name), enc(from), enc(to));
-    let v = client.call(Method::GET, &route, None).await?;
+    let (status, v) = client.call_raw(Method::GET, &route, None).await?;
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    if status == 404 && to == "draft" && message.ends_with("has no draft") {
+        println!("flow {name} has no draft: nothing differs from the live version");
+        return Ok(0);
+    }
+    if !(200..300).contains(&status) {
+        return Err(crate::client::error_of(status, &v));
+    }
     if v["changed"] == json!(true) {
         print!("{}", s(&v["diff"]));
         Ok(1)

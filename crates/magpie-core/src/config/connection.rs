@@ -123,6 +123,15 @@ impl ConnectionSpec {
             ));
         }
         crate::env::check_references(webhook).map_err(|r| ConfigError::new(format!("{at}.webhook"), r))?;
+        if webhook.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::new(format!("{at}.webhook"), "the webhook URL has spaces or control characters"));
+        }
+        if webhook.contains("***") {
+            return Err(ConfigError::new(
+                format!("{at}.webhook"),
+                "this is a masked webhook (as Magpie shows it): give the full URL, or send the masked one unchanged to keep the stored one",
+            ));
+        }
         if let Some(secret) = &self.secret {
             if matches!(self.platform, Platform::Wecom) {
                 return Err(ConfigError::new(format!("{at}.secret"), "WeCom robots have no signing secret"));

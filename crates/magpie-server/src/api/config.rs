@@ -169,7 +169,8 @@ pub(super) async fn delete_connection(State(state): S, Path(name): Path<String>)
     }
     apply_doc(&state, ConfigDocument::default(), vec![(Kind::Connection, name.clone())]).await.map_err(|e| {
         if e.status == 409 {
-            ApiError::conflict(format!("connection {name:?} is still used: {}", e.message))
+            let user = e.message.split(": unknown connection").next().unwrap_or_default();
+            ApiError::conflict(format!("connection {name:?} is still used by {user}: change or delete it first"))
         } else {
             e
         }

@@ -78,7 +78,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/hooks/{*path}", post(events::hook))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi::serve))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth))
+        .route_layer(middleware::from_fn(refuse_cross_site_writes));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -140,6 +141,30 @@ async fn json_errors(req: Request, next: Next) -> Response {
         }
     }
     out
+}
+
+/// A browser page of another site must not change anything here (CSRF): a write that carries a
+/// foreign `Origin`, or that the browser marks `Sec-Fetch-Site: cross-site`, is refused with 403.
+/// Senders that are not browsers (Alertmanager, curl, the CLI) send neither header.
+async fn refuse_cross_site_writes(req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let h = req.headers();
+    let cross_site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "cross-site");
+    let foreign_origin = h.get(header::ORIGIN).is_some_and(|o| {
+        let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let origin = o.to_str().unwrap_or_default();
+        origin.split_once("://").map(|(_, rest)| rest) != Some(host)
+    });
+    if cross_site || foreign_origin {
+        return ApiError::with_status(
+            StatusCode::FORBIDDEN,
+            "a cross-site request from a browser page cannot change Magpie",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn auth(State(state): S, req: Request, next: Next) -> Response {

@@ -28,11 +28,18 @@ pub(super) async fn plan(state: &AppState, doc: &ConfigDocument, mode: FlowWrite
         items.push(Item { what: format!("bus {}", b.name), before: rt.buses.get(&b.name).map(value), after: value(b) });
     }
     for c in &doc.connections {
-        items.push(Item {
-            what: format!("connection {}", c.name),
-            before: rt.connections.get(&c.name).map(redacted_connection),
-            after: redacted_connection(c),
-        });
+        let old = rt.connections.get(&c.name);
+        let mut after = redacted_connection(c);
+        // A secret or webhook key that changes is shown as changed, never in clear.
+        if let Some(o) = old {
+            let masked = redacted_connection(o);
+            for (field, changed) in [("webhook", o.webhook != c.webhook), ("secret", o.secret != c.secret)] {
+                if changed && masked.get(field) == after.get(field) {
+                    after[field] = Value::String("<changed, not shown>".into());
+                }
+            }
+        }
+        items.push(Item { what: format!("connection {}", c.name), before: old.map(redacted_connection), after });
     }
     let heads = state.store.flow_heads().await?;
     for f in &doc.flows {

@@ -6,9 +6,9 @@
 //! the store, the ingest service), with the same checks and the same errors. No page shows a
 //! secret (connections are shown masked).
 //!
-//! With `--token`, the console asks for the token once and keeps a session cookie (HttpOnly,
-//! SameSite=Strict, derived from the token, so changing the token ends every session); forms are
-//! POSTs that also must come from the console's own origin.
+//! With `--token`, the console asks for the token once and keeps a session (a random id in an
+//! HttpOnly, SameSite=Strict cookie; the server keeps its hash in memory for 12 hours, until log
+//! out or restart); forms are POSTs that also must come from the console's own origin.
 
 mod dry_run;
 mod flows;
@@ -76,12 +76,39 @@ async fn htmx() -> Response {
         .into_response()
 }
 
-/// The session value for `token`: knowing it proves the token was given.
-fn session_of(token: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(b"magpie console session\0");
-    h.update(token.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+/// How long a console session lasts.
+const SESSION_MS: i64 = 12 * 3600 * 1000;
+
+/// The console's login sessions: random ids kept in memory (hashed), each until it expires, the
+/// user logs out, or the server restarts.
+#[derive(Default)]
+pub struct Sessions {
+    live: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl Sessions {
+    fn digest(id: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(id.as_bytes());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A new session; returns the id the cookie carries.
+    fn open(&self, now: i64) -> String {
+        let id = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|_, until| *until > now);
+        live.insert(Self::digest(&id), now + SESSION_MS);
+        id
+    }
+
+    fn valid(&self, id: &str, now: i64) -> bool {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).get(&Self::digest(id)).is_some_and(|until| *until > now)
+    }
+
+    fn close(&self, id: &str) {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&Self::digest(id));
+    }
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -112,9 +139,8 @@ async fn guard(State(state): S, req: Request, next: Next) -> Response {
     if req.method() == Method::POST && !same_origin(req.headers()) {
         return (StatusCode::FORBIDDEN, "the form did not come from this console").into_response();
     }
-    if let Some(token) = &state.token {
-        let ok = cookie(req.headers(), COOKIE)
-            .is_some_and(|c| magpie_connectors::signing::constant_time_eq(c, &session_of(token)));
+    if state.token.is_some() {
+        let ok = cookie(req.headers(), COOKIE).is_some_and(|c| state.console_sessions.valid(c, magpie_core::now_ms()));
         if !ok {
             let to = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/console");
             return Redirect::to(&format!("/console/login?next={}", pages::enc(to))).into_response();
@@ -139,7 +165,8 @@ struct Next_ {
 
 /// Only a console path may be where a login goes next.
 fn next_path(next: Option<String>) -> String {
-    next.filter(|n| n.starts_with("/console") && !n.starts_with("//")).unwrap_or_else(|| "/console".into())
+    next.filter(|n| n.starts_with("/console") && !n.starts_with("//") && n.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or_else(|| "/console".into())
 }
 
 async fn login_page(headers: HeaderMap, q: axum::extract::Query<Next_>) -> Response {
@@ -166,7 +193,8 @@ async fn login(State(state): S, headers: HeaderMap, form: axum::Form<LoginForm>)
         *r.status_mut() = StatusCode::UNAUTHORIZED;
         return r;
     }
-    let set = format!("{COOKIE}={}; Path=/console; HttpOnly; SameSite=Strict", session_of(token));
+    let id = state.console_sessions.open(magpie_core::now_ms());
+    let set = format!("{COOKIE}={id}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}", SESSION_MS / 1000);
     let mut r = Redirect::to(&next).into_response();
     if let Ok(v) = set.parse() {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -174,7 +202,10 @@ async fn login(State(state): S, headers: HeaderMap, form: axum::Form<LoginForm>)
     r
 }
 
-async fn logout() -> Response {
+async fn logout(State(state): S, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie(&headers, COOKIE) {
+        state.console_sessions.close(id);
+    }
     let mut r = Redirect::to("/console/login").into_response();
     if let Ok(v) = format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0").parse() {
         r.headers_mut().insert(header::SET_COOKIE, v);

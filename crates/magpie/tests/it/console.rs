@@ -278,6 +278,17 @@ fn the_console_sends_traces_edits_publishes_and_logs_in_in_chromium() {
         .await;
         assert!(c.source().await.unwrap().contains("EBqw1") || c.source().await.unwrap().contains("default"));
         shot(&c, "after-login").await;
+        // Logging out ends the session: the console asks again.
+        c.find(Locator::Css("header form button")).await.unwrap().click().await.unwrap();
+        until(5, "the login page after logout", || async {
+            c.current_url().await.ok().filter(|u| u.path() == "/console/login")
+        })
+        .await;
+        c.goto(&format!("{guarded_url}/console/buses")).await.unwrap();
+        until(5, "the login page again", || async {
+            c.current_url().await.ok().filter(|u| u.path() == "/console/login")
+        })
+        .await;
         c.close().await.unwrap();
     });
     drop(guarded);

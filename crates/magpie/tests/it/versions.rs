@@ -173,6 +173,39 @@ fn drafts_are_published_runs_keep_their_version_and_rollback_restores() {
     let h = heads.as_array().unwrap().iter().find(|h| h["name"] == "two-steps").unwrap().clone();
     assert_eq!((h["live"].clone(), h["draft"].clone()), (json!(1), json!(3)), "{heads}");
 
+    // A changed webhook key shows in a dry run as changed, never in clear.
+    let rekeyed = dir.path().join("rekeyed.yaml");
+    std::fs::write(&rekeyed, config(sim_port, "v1 second").replace("key=ver-key", "key=ver-kez")).unwrap();
+    let o = cli(&url, &["apply", "-f", rekeyed.to_str().unwrap(), "--dry-run"]);
+    let text = stdout(&o);
+    assert!(text.contains("change    connection wecom-v"), "{text}");
+    assert!(text.contains("<changed, not shown>") && !text.contains("ver-kez"), "{text}");
+    // A masked webhook sent back with another host is refused, not stored.
+    let (st, v) = http_send(
+        "PUT",
+        &format!("{url}/v1/connections/wecom-v"),
+        "application/json",
+        json!({"platform": "wecom", "webhook": "http://127.0.0.1:1/cgi-bin/webhook/send?key=ver-***"}).to_string(),
+    );
+    assert_eq!((st, v["error"]["path"].as_str()), (400, Some("webhook")), "{v}");
+    // A browser page of another site cannot write (CSRF); the same origin and non-browsers can.
+    let http = reqwest::blocking::Client::new();
+    let post = |headers: &[(&str, String)]| {
+        let mut r = http
+            .post(format!("{url}/v1/buses"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(r#"{"name": "csrf-bus"}"#);
+        for (k, v) in headers {
+            r = r.header(*k, v);
+        }
+        r.send().unwrap().status().as_u16()
+    };
+    assert_eq!(post(&[("origin", "http://evil.example".into())]), 403);
+    assert_eq!(post(&[("sec-fetch-site", "cross-site".into())]), 403);
+    let own = url.trim_start_matches("http://").to_string();
+    assert_eq!(post(&[("origin", format!("http://{own}"))]), 201);
+    assert_eq!(get(&format!("{url}/v1/buses/csrf-bus"))["name"], "csrf-bus");
+
     // The object commands: lists as JSON when piped, names in errors.
     let o = cli(&url, &["flows", "list"]);
     let flows: Value = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)));
