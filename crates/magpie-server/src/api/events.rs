@@ -121,7 +121,7 @@ pub(super) async fn hook(State(state): S, Path(path): Path<String>, headers: Hea
     // Credentials stay out of the stored request.
     let kept: serde_json::Map<String, Value> = headers
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "authorization" | "proxy-authorization" | "cookie"))
+        .filter(|(k, _)| !ingest::credential_header(k.as_str()))
         .filter_map(|(k, v)| Some((k.as_str().to_string(), json!(v.to_str().ok()?))))
         .collect();
     let now = magpie_core::now_ms();

@@ -18,6 +18,7 @@ use crate::error::ApiError;
 mod service;
 pub mod sources;
 
+pub use service::credential_header;
 pub(crate) use service::{accept, append, bus_region};
 
 /// Most entries in one request.

@@ -36,3 +36,38 @@ pub(crate) async fn append(state: &AppState, bus: &str, events: Vec<NewEvent>) -
     state.wake_router.wake(bus);
     Ok(appended)
 }
+
+/// Whether a request header (lower-case name) carries a credential, and so stays out of a stored
+/// listen-path request: `Authorization`, cookies, API keys, tokens, signatures, secrets,
+/// passwords, sessions (`x-api-key`, `x-gitlab-token`, `x-hub-signature-256`, `x-grafana-secret`…).
+pub fn credential_header(name: &str) -> bool {
+    const EXACT: [&str; 6] = ["authorization", "proxy-authorization", "cookie", "set-cookie", "apikey", "api-key"];
+    const PARTS: [&str; 8] = ["token", "secret", "signature", "password", "passwd", "session", "auth", "credential"];
+    EXACT.contains(&name) || name.ends_with("-key") || name.ends_with("_key") || PARTS.iter().any(|p| name.contains(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::credential_header;
+
+    #[test]
+    fn credential_headers_are_recognised_and_ordinary_ones_kept() {
+        for h in [
+            "authorization",
+            "cookie",
+            "x-api-key",
+            "x-gitlab-token",
+            "x-hub-signature-256",
+            "x-grafana-secret",
+            "x-auth-user",
+            "apikey",
+            "x-session-id",
+            "x-amz-security-token",
+        ] {
+            assert!(credential_header(h), "{h}");
+        }
+        for h in ["content-type", "x-source", "user-agent", "x-request-id", "x-forwarded-for", "accept"] {
+            assert!(!credential_header(h), "{h}");
+        }
+    }
+}

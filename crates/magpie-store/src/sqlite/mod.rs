@@ -52,10 +52,31 @@ pub struct SqliteStore {
 
 /// Takes the lock beside the database (`magpie.lock`), so that a second server on the same data
 /// directory refuses to start instead of sharing the database with the first.
+/// Open options that create a file readable by its owner only (0600): the database holds the
+/// configuration's secrets and every event.
+fn private_file() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o
+}
+
+/// Creates `dir` (and its parents) if missing; a directory this creates is its owner's only (0700).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
 fn lock(path: &Path) -> Result<std::fs::File> {
     use std::io::{Read, Seek, Write};
     let lock_path = path.with_extension("lock");
-    let mut f = std::fs::OpenOptions::new()
+    let mut f = private_file()
         .read(true)
         .write(true)
         .create(true)
@@ -94,10 +115,17 @@ impl SqliteStore {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Database(format!("creating {}: {e}", dir.display())))?;
+            create_private_dir(dir).map_err(|e| StoreError::Database(format!("creating {}: {e}", dir.display())))?;
         }
         let lock = lock(path)?;
+        // A new database file is created 0600; SQLite gives its -wal and -shm files the same mode.
+        if !path.exists() {
+            private_file()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(|e| StoreError::Database(format!("creating {}: {e}", path.display())))?;
+        }
         let mut conn = Connection::open(path).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(db)?;

@@ -37,6 +37,9 @@ flows:
         .header("content-type", "application/json")
         .header("x-source", "eb")
         .header("authorization", "Bearer not-stored")
+        .header("x-api-key", "not-stored-key")
+        .header("x-gitlab-token", "not-stored-token")
+        .header("x-hub-signature-256", "sha256=not-stored-signature")
         .body(json!({"subject": "ins-hook1"}).to_string())
         .send()
         .unwrap();
@@ -48,7 +51,20 @@ flows:
     let t = settled_trace(&url, &id, 1);
     assert_eq!(t["runs"][0]["status"], "done", "{t}");
     assert_eq!(t["runs"][0]["rule"], "(listen path)");
-    assert!(!t.to_string().contains("not-stored"), "credentials are not stored");
+    assert!(!t.to_string().contains("not-stored"), "credentials are not stored: {t}");
+    assert_eq!(t["event"]["body"]["hook"]["headers"]["x-source"], "eb", "other headers are");
+
+    // The data directory and the database are the owner's only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let data = dir.path().join("data");
+        assert_eq!(mode(&data), 0o700, "the data dir");
+        for f in ["magpie.db", "magpie.db-wal", "magpie.lock"] {
+            assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+        }
+    }
     let m = sim_messages(&sim);
     assert_eq!(m.len(), 1);
     assert_eq!(m[0]["body"]["markdown"]["content"], "ins-hook1 via ebtest/wecom (eb)");
