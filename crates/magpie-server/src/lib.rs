@@ -12,6 +12,7 @@ mod console;
 pub mod delivery;
 pub mod error;
 pub mod ingest;
+mod origin;
 pub mod outbox;
 pub mod replay;
 pub mod router;

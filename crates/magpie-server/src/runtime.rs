@@ -14,6 +14,10 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
+mod versions;
+
+pub use versions::{FlowVersions, NoFlow, make_live};
+
 /// The most the enabled rules of one bus may cost together, in indexed comparisons per event
 /// (see [`Pattern::cost`]): one bus's rules cannot make routing slow.
 pub const MAX_BUS_RULE_COST: u64 = 100_000;
@@ -452,59 +456,4 @@ pub fn redacted_connection(c: &ConnectionSpec) -> Value {
         v["secret"] = Value::String("<redacted>".into());
     }
     v
-}
-
-/// Why a job's flow could not be had.
-#[derive(Debug)]
-pub enum NoFlow {
-    /// The store failed (try again later).
-    Store(String),
-    /// The flow, or the job's version of it, no longer exists or no longer compiles.
-    Gone(String),
-}
-
-/// Compiled flow versions that are not live, for jobs created before a publish: a job finishes
-/// on the version it started on.
-#[derive(Default)]
-pub struct FlowVersions {
-    compiled: std::sync::Mutex<HashMap<(String, i64), Arc<Flow>>>,
-}
-
-/// How many non-live versions are kept compiled.
-const KEPT_VERSIONS: usize = 64;
-
-impl FlowVersions {
-    /// The flow a job runs: the live one when the job is on it (or on no version), else its own
-    /// version, loaded from the store and compiled once.
-    pub async fn flow_of(
-        &self,
-        store: &dyn Store,
-        rt: &Runtime,
-        name: &str,
-        version: Option<i64>,
-    ) -> Result<Arc<Flow>, NoFlow> {
-        let live = rt.flows.get(name).map(|(_, f)| f.clone());
-        let Some(v) = version.filter(|v| rt.versions.get(name) != Some(v)) else {
-            return live.ok_or_else(|| NoFlow::Gone(format!("flow {name:?} no longer exists")));
-        };
-        let key = (name.to_string(), v);
-        if let Some(f) = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(f.clone());
-        }
-        let saved = store.flow_version(name, v).await.map_err(|e| NoFlow::Store(e.to_string()))?;
-        let Some(saved) = saved else {
-            return Err(NoFlow::Gone(format!("version {v} of flow {name:?} no longer exists")));
-        };
-        let spec: FlowSpec = magpie_core::config::from_value(saved.body)
-            .map_err(|e| NoFlow::Gone(format!("version {v} of flow {name:?} is invalid: {e}")))?;
-        let flow = Arc::new(
-            Flow::compile(&spec).map_err(|e| NoFlow::Gone(format!("version {v} of flow {name:?}: {}", e.reason)))?,
-        );
-        let mut kept = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.len() >= KEPT_VERSIONS {
-            kept.clear();
-        }
-        kept.insert(key, flow.clone());
-        Ok(flow)
-    }
 }

@@ -167,14 +167,21 @@ pub(super) async fn delete_connection(State(state): S, Path(name): Path<String>)
     if !state.runtime.get().connections.contains_key(&name) {
         return Err(ApiError::not_found(format!("no connection {name:?}")));
     }
-    apply_doc(&state, ConfigDocument::default(), vec![(Kind::Connection, name.clone())]).await.map_err(|e| {
-        if e.status == 409 {
-            let user = e.message.split(": unknown connection").next().unwrap_or_default();
-            ApiError::conflict(format!("connection {name:?} is still used by {user}: change or delete it first"))
-        } else {
-            e
-        }
-    })?;
+    // The flows whose steps send through it (their own check, with the connection gone).
+    let users: Vec<String> = state
+        .runtime
+        .get()
+        .flows
+        .values()
+        .filter_map(|(f, _)| f.validate("", &|c| c != name).err().map(|e| format!("flow {:?} ({})", f.name, e.path)))
+        .collect();
+    if !users.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "connection {name:?} is still used by {}: change or delete it first",
+            users.join(", ")
+        )));
+    }
+    apply_doc(&state, ConfigDocument::default(), vec![(Kind::Connection, name)]).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

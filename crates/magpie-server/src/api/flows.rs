@@ -182,17 +182,9 @@ fn publish_body(headers: &HeaderMap, bytes: &[u8]) -> Result<PublishBody, ApiErr
     super::body(headers, bytes)
 }
 
-/// Makes version `v` of `flow` live, checked against today's configuration.
+/// Makes version `v` of `flow` live and answers where the flow stands.
 async fn make_live(state: &AppState, flow: &str, v: i64) -> ApiResult {
-    let saved = version(state, flow, v).await?;
-    let spec: FlowSpec = magpie_core::config::from_value(saved.body)
-        .map_err(|e| ApiError::conflict(format!("version {v} of flow {flow:?} no longer reads: {e}")))?;
-    let doc = ConfigDocument { flows: vec![spec], ..Default::default() };
-    apply_doc_as(state, doc, vec![], FlowWrite::Version(v)).await.map_err(|e| {
-        let e = one_flow(e);
-        ApiError { message: format!("version {v} of flow {flow:?} cannot be made live: {}", e.message), ..e }
-    })?;
-    tracing::info!(flow, version = v, "flow version made live");
+    crate::runtime::make_live(&state.runtime, state.store.as_ref(), flow, v, state.env.as_ref()).await?;
     Ok(Json(summary(&head(state, flow).await?)).into_response())
 }
 

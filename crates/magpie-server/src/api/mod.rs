@@ -144,19 +144,15 @@ async fn json_errors(req: Request, next: Next) -> Response {
 }
 
 /// A browser page of another site must not change anything here (CSRF): a write that carries a
-/// foreign `Origin`, or that the browser marks `Sec-Fetch-Site: cross-site`, is refused with 403.
+/// foreign `Origin` (or `Referer`), or that the browser marks `Sec-Fetch-Site: cross-site`, is refused with 403.
 /// Senders that are not browsers (Alertmanager, curl, the CLI) send neither header.
 async fn refuse_cross_site_writes(req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
     let h = req.headers();
-    let cross_site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "cross-site");
-    let foreign_origin = h.get(header::ORIGIN).is_some_and(|o| {
-        let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let origin = o.to_str().unwrap_or_default();
-        origin.split_once("://").map(|(_, rest)| rest) != Some(host)
-    });
+    let cross_site = crate::origin::marked_cross_site(h);
+    let foreign_origin = crate::origin::same_site(h) == Some(false);
     if cross_site || foreign_origin {
         return ApiError::with_status(
             StatusCode::FORBIDDEN,

@@ -213,12 +213,9 @@ pub(super) async fn publish(axum::extract::State(state): S, headers: HeaderMap, 
         let heads = state.store.flow_heads().await.map_err(|e| e.to_string())?;
         let h = heads.into_iter().find(|h| h.name == name).ok_or_else(|| format!("no flow {name:?}"))?;
         let d = h.draft.ok_or_else(|| format!("flow {name:?} has no draft to publish"))?;
-        let saved = state.store.flow_version(&name, d).await.map_err(|e| e.to_string())?.ok_or("the draft is gone")?;
-        let spec: FlowSpec = magpie_core::config::from_value(saved.body).map_err(|e| e.to_string())?;
-        let doc = ConfigDocument { flows: vec![spec], ..Default::default() };
-        runtime::apply(&state.runtime, state.store.as_ref(), doc, vec![], FlowWrite::Version(d), state.env.as_ref())
+        runtime::make_live(&state.runtime, state.store.as_ref(), &name, d, state.env.as_ref())
             .await
-            .map_err(|e| e.message.replacen("flows[0].", "", 1))?;
+            .map_err(|e| e.message)?;
         Ok::<i64, String>(d)
     };
     let (error, notice) = match done.await {

@@ -123,15 +123,9 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A form POST must come from this console (CSRF): the browser's `Origin` (or `Referer`) names
-/// the host the request was sent to.
+/// the host the request was sent to; a form without either is refused too.
 fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else { return false };
-    let from = headers
-        .get(header::ORIGIN)
-        .or_else(|| headers.get(header::REFERER))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|o| o.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or_default().to_string()));
-    from.is_some_and(|f| f == host)
+    crate::origin::same_site(headers) == Some(true) && !crate::origin::marked_cross_site(headers)
 }
 
 /// Pages need the session when the server has a token; forms must come from the console.
