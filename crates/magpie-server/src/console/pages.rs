@@ -42,8 +42,34 @@ pub(super) fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a str
 
 /// An epoch-ms time as RFC 3339 (UTC, seconds).
 pub(super) fn when(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    // RFC 3339 has four-digit years: later times (a silence "until forever") are shown as ms.
+    const YEAR_10000_MS: i64 = 253_402_300_800_000;
+    if !(0..YEAR_10000_MS).contains(&ms) {
+        return format!("{ms} ms");
+    }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.unsigned_abs());
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::when;
+
+    #[test]
+    fn times_out_of_rfc3339_range_do_not_panic() {
+        assert_eq!(when(0), "1970-01-01T00:00:00Z");
+        assert_eq!(when(i64::MAX), format!("{} ms", i64::MAX));
+        assert_eq!(when(-5), "-5 ms");
+    }
+}
+
+/// A field of a JSON row as table text: strings as they are, `-` for none, other values as JSON.
+fn cell(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(x)) => x.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(other) => other.to_string(),
+    }
 }
 
 pub(super) async fn home() -> Redirect {
@@ -599,11 +625,7 @@ pub(super) async fn dead_letters(axum::extract::State(state): S, headers: Header
             list.into_iter()
                 .map(|l| {
                     let v = serde_json::to_value(&l).unwrap_or(Value::Null);
-                    let s = |k: &str| match v.get(k) {
-                        Some(Value::String(x)) => x.clone(),
-                        Some(Value::Null) | None => "-".into(),
-                        Some(other) => other.to_string(),
-                    };
+                    let s = |k: &str| cell(&v, k);
                     vec![s("id"), s("flow"), s("connection"), s("error_type"), s("error"), s("event_id")]
                 })
                 .collect(),
@@ -631,11 +653,7 @@ pub(super) async fn alerts(axum::extract::State(state): S, headers: HeaderMap) -
             list.into_iter()
                 .map(|a| {
                     let v = serde_json::to_value(&a).unwrap_or(Value::Null);
-                    let s = |k: &str| match v.get(k) {
-                        Some(Value::String(x)) => x.clone(),
-                        Some(Value::Null) | None => "-".into(),
-                        Some(other) => other.to_string(),
-                    };
+                    let s = |k: &str| cell(&v, k);
                     let first = v.get("first_fired_at").and_then(Value::as_i64).map(when).unwrap_or_else(|| "-".into());
                     vec![
                         s("state"),
