@@ -2,6 +2,7 @@
 //! connections, flows), error types, names, `${ENV}` references and the built-in event templates.
 
 pub mod alert;
+pub mod auth;
 pub mod config;
 pub mod env;
 pub mod error_type;

@@ -42,6 +42,8 @@ pub struct Prepared {
     pub masked_url: String,
     /// The body, signature masked.
     pub masked_body: Value,
+    /// How many Magpie deliveries led to the message: the request says one more (`Magpie-Hops`).
+    pub hops: u32,
 }
 
 /// Builds and signs the request for `msg` at `now_ms`. A message the platform cannot take is a
@@ -53,7 +55,7 @@ pub fn prepare(dest: &Destination, msg: &OutboundMessage, now_ms: i64) -> Result
     if masked_body.get("sign").is_some() {
         masked_body["sign"] = json!("***");
     }
-    Ok(Prepared { masked_url: redact_url(&request.url), masked_body, request })
+    Ok(Prepared { masked_url: redact_url(&request.url), masked_body, request, hops: 0 })
 }
 
 /// A platform's answer to one request.
@@ -69,19 +71,39 @@ pub struct Answered {
     pub duration: Duration,
 }
 
-/// Sends a prepared request and classifies the answer.
-pub async fn send(http: &reqwest::Client, platform: Platform, p: &Prepared, timeout: Duration) -> Answered {
+/// Sends a prepared request, if the outbound policy lets it, and classifies the answer. The
+/// client follows no redirect: one is a failure naming where it pointed.
+pub async fn send(
+    http: &reqwest::Client,
+    egress: &crate::egress::Egress,
+    platform: Platform,
+    p: &Prepared,
+    timeout: Duration,
+) -> Answered {
     let started = Instant::now();
+    if let Err(reason) = egress.check_url(&p.request.url) {
+        let failure = Failure::new(FailureKind::Config, Retry::No, None, format!("outbound policy: {reason}"));
+        return Answered { status_code: None, response: None, failure: Some(failure), duration: started.elapsed() };
+    }
     let sent = http
         .post(&p.request.url)
         .header("content-type", "application/json; charset=utf-8")
+        .header(crate::ingest::HOPS_HEADER, (p.hops + 1).to_string())
         .body(p.request.body_bytes())
         .timeout(timeout)
         .send()
         .await;
     let mut a = Answered { status_code: None, response: None, failure: None, duration: Duration::ZERO };
     match sent {
-        Err(e) => a.failure = Some(transport_failure(e.is_timeout(), &without_url(&e))),
+        Err(e) => {
+            let text = without_url(&e);
+            // The resolver refused every address of the name: a configuration fault, not a
+            // network one (sending again would be refused again).
+            a.failure = Some(match text.find("outbound policy:") {
+                Some(i) => Failure::new(FailureKind::Config, Retry::No, None, text[i..].to_string()),
+                None => transport_failure(e.is_timeout(), &text),
+            });
+        }
         Ok(resp) => {
             let status = resp.status().as_u16();
             let headers: Vec<(String, String)> = resp
@@ -94,7 +116,13 @@ pub async fn send(http: &reqwest::Client, platform: Platform, p: &Prepared, time
             // Kept in traces: the platform's echo of our address (WeCom's `from ip`) is masked.
             let text = String::from_utf8_lossy(&body[..body.len().min(MAX_RESPONSE_BYTES)]).into_owned();
             a.response = Some(magpie_connectors::redact_text(&text));
-            if let Answer::Failed(f) = classify(platform, status, &headers, &body) {
+            if (300..400).contains(&status) {
+                let to = headers.iter().find(|(k, _)| k == "location").map(|(_, v)| redact_url(v)).unwrap_or_default();
+                let why = format!(
+                    "the robot's address answered a redirect ({status} to {to:?}); Magpie follows no redirects: fix the webhook"
+                );
+                a.failure = Some(Failure::new(FailureKind::Config, Retry::No, Some(i64::from(status)), why));
+            } else if let Answer::Failed(f) = classify(platform, status, &headers, &body) {
                 a.failure = Some(f);
             }
         }

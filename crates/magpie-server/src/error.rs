@@ -46,6 +46,10 @@ impl ApiError {
         let code = match status {
             StatusCode::BAD_REQUEST => "BadRequest",
             StatusCode::UNAUTHORIZED => "Unauthorized",
+            StatusCode::FORBIDDEN => "Forbidden",
+            StatusCode::TOO_MANY_REQUESTS => "TooManyRequests",
+            StatusCode::SERVICE_UNAVAILABLE => "Unavailable",
+            StatusCode::LOOP_DETECTED => "LoopDetected",
             StatusCode::NOT_FOUND => "NotFound",
             StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
             StatusCode::PAYLOAD_TOO_LARGE => "TooLarge",
@@ -79,7 +83,11 @@ impl ApiError {
 
     /// 401.
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", "a valid bearer token is required (MAGPIE_TOKEN)")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "a valid token is required: Authorization: Bearer <token> (the CLI reads MAGPIE_TOKEN)",
+        )
     }
 
     /// 500.

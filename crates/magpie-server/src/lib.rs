@@ -8,8 +8,10 @@
 
 pub mod alerts;
 mod api;
+pub mod auth;
 mod console;
 pub mod delivery;
+pub mod egress;
 pub mod error;
 pub mod ingest;
 mod origin;
@@ -17,6 +19,8 @@ pub mod outbox;
 pub mod replay;
 pub mod router;
 pub mod runtime;
+pub mod secrets;
+pub mod serve;
 mod sweep;
 pub mod telemetry;
 mod worker;
@@ -41,8 +45,21 @@ pub struct ServerOptions {
     pub config: Option<ConfigDocument>,
     /// Limits on each event.
     pub limits: EventLimits,
-    /// Bearer token required by the API, if set.
+    /// An admin token (`--token`), if set.
     pub token: Option<String>,
+    /// More tokens (`auth.tokens` of `magpie.yaml`).
+    pub auth: magpie_core::auth::AuthSpec,
+    /// Where connections may send (`outbound` of `magpie.yaml`, `--outbound-allow`).
+    pub outbound: magpie_core::auth::OutboundSpec,
+    /// The key sealing secrets at rest (`MAGPIE_SECRET_KEY`); else the data directory's key file.
+    pub secret_key: Option<String>,
+    /// Limits on connections and requests.
+    pub limits_http: serve::HttpLimits,
+    /// TLS certificate and key files (PEM), to serve HTTPS.
+    pub tls: Option<serve::TlsFiles>,
+    /// The address the server will listen on, known before it binds (the loop check of
+    /// connections applied at start); `run` records the bound one otherwise.
+    pub listen: Option<std::net::SocketAddr>,
     /// Flow runs in parallel.
     pub concurrency: usize,
     /// How long a claimed job is leased before another worker may take it.
@@ -64,6 +81,12 @@ impl Default for ServerOptions {
             config: None,
             limits: EventLimits::default(),
             token: None,
+            auth: Default::default(),
+            outbound: Default::default(),
+            secret_key: None,
+            limits_http: serve::HttpLimits::default(),
+            tls: None,
+            listen: None,
             concurrency: 32,
             lease: Duration::from_secs(120),
             public_url: None,
@@ -86,8 +109,8 @@ pub struct AppState {
     pub limits: EventLimits,
     /// The region of events that carry none, unless their bus sets one.
     pub region: Option<String>,
-    /// API bearer token.
-    pub token: Option<String>,
+    /// The API's tokens.
+    pub tokens: auth::Tokens,
     /// Wakes a bus's router lane when events arrive on it.
     pub wake_router: router::Wakers,
     /// Wakes the workers when jobs arrive or wake.
@@ -118,6 +141,10 @@ pub struct AppState {
     pub flow_versions: runtime::FlowVersions,
     /// The web console's login sessions.
     pub(crate) console_sessions: console::Sessions,
+    /// Limits on connections and requests.
+    pub http_limits: serve::HttpLimits,
+    /// TLS, when serving HTTPS.
+    pub tls: Option<serve::TlsFiles>,
 }
 
 /// Why the server could not start.
@@ -135,17 +162,30 @@ pub enum ServerError {
     /// The HTTP client could not be built.
     #[error("http client: {0}")]
     Http(String),
+    /// A setting is refused (tokens, outbound policy, TLS files).
+    #[error("{0}")]
+    Setting(String),
+    /// Secrets cannot be sealed or opened.
+    #[error("secrets: {0}")]
+    Secrets(#[from] secrets::SecretError),
 }
 
 impl AppState {
     /// Opens the store in `opts.data_dir` and loads the stored configuration.
     pub async fn open(opts: &ServerOptions, env: EnvLookup) -> Result<Arc<AppState>, ServerError> {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&opts.data_dir.join("magpie.db"))?);
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("magpie/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| ServerError::Http(e.to_string()))?;
+        opts.auth.validate().map_err(|e| ServerError::Setting(e.to_string()))?;
+        let tokens = auth::Tokens::new(opts.token.as_deref(), &opts.auth.tokens).map_err(ServerError::Setting)?;
+        tokens.reload(store.as_ref()).await.map_err(ServerError::Config)?;
+        let egress = Arc::new(egress::Egress::new(&opts.outbound).map_err(ServerError::Setting)?);
+        if let Some(addr) = opts.listen {
+            egress.set_own(addr);
+        }
+        let stored = store.list_objects(magpie_store::Kind::Connection).await?;
+        secrets::settle_rotation(&opts.data_dir, &stored.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>())?;
+        let sealer = Arc::new(secrets::Sealer::open(&opts.data_dir, opts.secret_key.as_deref())?);
+        seal_clear_secrets(store.as_ref(), &sealer, stored).await?;
+        let http = egress::http_client(egress.clone()).map_err(ServerError::Http)?;
         // Install the metrics recorder before anything counts.
         telemetry::handle();
         let public_url = OnceLock::new();
@@ -154,10 +194,10 @@ impl AppState {
         }
         let state = Arc::new(AppState {
             store,
-            runtime: runtime::Shared::default(),
+            runtime: runtime::Shared::new(egress, sealer),
             limits: opts.limits,
             region: opts.region.clone(),
-            token: opts.token.clone(),
+            tokens,
             wake_router: router::Wakers::default(),
             wake_workers: Notify::new(),
             outbox: outbox::Outbox::default(),
@@ -176,6 +216,8 @@ impl AppState {
             silences_changed: Notify::new(),
             flow_versions: runtime::FlowVersions::default(),
             console_sessions: console::Sessions::default(),
+            http_limits: opts.limits_http.clone(),
+            tls: opts.tls.clone(),
         });
         state.silences.reload(state.store.as_ref()).await?;
         tracing::info!(expressions = %state.sandbox.describe(), "expressions are evaluated in a sandbox");
@@ -188,6 +230,7 @@ impl AppState {
                 Vec::new(),
                 runtime::FlowWrite::Publish,
                 state.env.as_ref(),
+                "magpie.yaml",
             )
             .await
             .map_err(ServerError::Config)?;
@@ -218,8 +261,11 @@ pub async fn run(
         );
         telemetry::InternalEvent::emit(telemetry::RunDeadLettered { flow, error_type: "FLOW:POISON" });
     }
+    let addr = listener.local_addr()?;
+    state.runtime.egress.set_own(addr);
     if state.public_url.get().is_none() {
-        let _ = state.public_url.set(format!("http://{}", listener.local_addr()?));
+        let scheme = if state.tls.is_some() { "https" } else { "http" };
+        let _ = state.public_url.set(format!("{scheme}://{addr}"));
     }
     let stop = state.stop.subscribe();
     let tasks = [
@@ -229,10 +275,30 @@ pub async fn run(
         tokio::spawn(sweep::run(state.clone(), stop.clone())),
         tokio::spawn(alerts::run(state.clone(), stop)),
     ];
-    let served = axum::serve(listener, app(state.clone())).with_graceful_shutdown(shutdown).await;
+    let served = serve::serve(listener, app(state.clone()), &state.http_limits, state.tls.as_ref(), shutdown).await;
     let _ = state.stop.send(true);
     for t in tasks {
         let _ = t.await;
     }
-    served.map_err(ServerError::Io)
+    served
+}
+
+/// Connections stored in clear by an older Magpie are sealed at start.
+async fn seal_clear_secrets(
+    store: &dyn Store,
+    sealer: &secrets::Sealer,
+    stored: Vec<(String, serde_json::Value)>,
+) -> Result<(), ServerError> {
+    let mut changes = Vec::new();
+    for (name, mut body) in stored {
+        if secrets::Sealer::has_clear(&body) {
+            sealer.seal_connection(&name, &mut body)?;
+            changes.push(magpie_store::ConfigChange::Put { kind: magpie_store::Kind::Connection, key: name, body });
+        }
+    }
+    if !changes.is_empty() {
+        tracing::info!(connections = changes.len(), "sealing secrets stored in clear by an older Magpie");
+        store.apply_config(changes).await?;
+    }
+    Ok(())
 }

@@ -14,8 +14,10 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
+pub mod audit;
 mod versions;
 
+pub use audit::{changes_of, masked_entry};
 pub use versions::{FlowVersions, NoFlow, make_live};
 
 /// The most the enabled rules of one bus may cost together, in indexed comparisons per event
@@ -67,17 +69,27 @@ impl Runtime {
             connections: self.connections.values().cloned().collect(),
             flows: self.flows.values().map(|(s, _)| s.clone()).collect(),
             rules: self.rules.values().flat_map(|m| m.values().cloned()).collect(),
+            ..ConfigDocument::default()
         }
     }
 }
 
-/// The shared, swappable runtime.
-#[derive(Default)]
+/// The shared, swappable runtime, with the server settings every change is held to: the
+/// outbound policy and the key that seals secrets.
 pub struct Shared {
     current: RwLock<Arc<Runtime>>,
+    /// Where connections may send.
+    pub egress: Arc<crate::egress::Egress>,
+    /// Seals connections' secrets in the store.
+    pub sealer: Arc<crate::secrets::Sealer>,
 }
 
 impl Shared {
+    /// An empty runtime under these settings.
+    pub fn new(egress: Arc<crate::egress::Egress>, sealer: Arc<crate::secrets::Sealer>) -> Shared {
+        Shared { current: RwLock::default(), egress, sealer }
+    }
+
     /// The runtime in force.
     pub fn get(&self) -> Arc<Runtime> {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
@@ -89,7 +101,7 @@ impl Shared {
 
     /// Rebuilds the runtime from the store.
     pub async fn reload(&self, store: &dyn Store) -> Result<(), ApiError> {
-        let doc = load_document(store).await?;
+        let doc = load_document(store, &self.sealer).await?;
         let mut rt = compile(&doc).map_err(|e| ApiError::internal(format!("stored configuration is invalid: {e}")))?;
         rt.versions = live_versions(store).await?;
         self.set(rt);
@@ -97,7 +109,7 @@ impl Shared {
     }
 }
 
-async fn load_document(store: &dyn Store) -> Result<ConfigDocument, ApiError> {
+async fn load_document(store: &dyn Store, sealer: &crate::secrets::Sealer) -> Result<ConfigDocument, ApiError> {
     fn parse<T: serde::de::DeserializeOwned>(items: Vec<(String, Value)>) -> Result<Vec<T>, ApiError> {
         items
             .into_iter()
@@ -108,10 +120,22 @@ async fn load_document(store: &dyn Store) -> Result<ConfigDocument, ApiError> {
     }
     Ok(ConfigDocument {
         buses: parse(store.list_objects(Kind::Bus).await?)?,
-        connections: parse(store.list_objects(Kind::Connection).await?)?,
+        connections: parse(unseal_all(sealer, store.list_objects(Kind::Connection).await?)?)?,
         flows: parse(store.list_objects(Kind::Flow).await?)?,
         rules: parse(store.list_objects(Kind::Rule).await?)?,
+        ..ConfigDocument::default()
     })
+}
+
+/// Stored connections with their secrets opened.
+fn unseal_all(sealer: &crate::secrets::Sealer, items: Vec<(String, Value)>) -> Result<Vec<(String, Value)>, ApiError> {
+    items
+        .into_iter()
+        .map(|(k, mut v)| {
+            sealer.unseal_connection(&k, &mut v).map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok((k, v))
+        })
+        .collect()
 }
 
 /// A flow's listen path.
@@ -187,8 +211,11 @@ pub async fn apply(
     deletes: Vec<(Kind, String)>,
     mode: FlowWrite,
     env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+    who: &str,
 ) -> Result<(), ApiError> {
-    let (mut rt, changes) = check(shared, store, doc, deletes, mode, env).await?;
+    let entries = changes_of(&shared.get(), store, &doc, &deletes, mode, who).await?;
+    let (mut rt, mut changes) = check(shared, store, doc, deletes, mode, env).await?;
+    changes.extend(entries.into_iter().map(ConfigChange::Audit));
     store.apply_config(changes).await?;
     rt.versions = live_versions(store).await?;
     shared.set(rt);
@@ -235,8 +262,20 @@ pub async fn check(
     for (i, f) in doc.flows.iter().enumerate() {
         Flow::compile(f).map_err(|e| ApiError::config(ConfigError::new(format!("flows[{i}].{}", e.path), e.reason)))?;
     }
+    if doc.auth.is_some() || doc.outbound.is_some() {
+        let field = if doc.auth.is_some() { "auth" } else { "outbound" };
+        return Err(ApiError::config(ConfigError::new(
+            field,
+            "a server setting: it is read from the file given to `magpie serve --config` at start, not applied through the API",
+        )));
+    }
     for (i, c) in doc.connections.iter().enumerate() {
-        check_secrets(c, &format!("connections[{i}]"), env)?;
+        let at = format!("connections[{i}]");
+        check_secrets(c, &at, env)?;
+        let webhook = magpie_core::env::resolve(&c.webhook, env).unwrap_or_default();
+        shared.egress.check_url(&webhook).map_err(|r| {
+            ApiError::config(ConfigError::new(format!("{at}.webhook"), format!("outbound policy: {r}")))
+        })?;
     }
     let mut changes = Vec::new();
     for b in &doc.buses {
@@ -245,7 +284,9 @@ pub async fn check(
     }
     for c in &doc.connections {
         upsert(&mut merged.connections, c.clone(), |x| x.name == c.name);
-        changes.push(put(Kind::Connection, c.name.clone(), c)?);
+        let mut body = serde_json::to_value(c).map_err(|e| ApiError::internal(e.to_string()))?;
+        shared.sealer.seal_connection(&c.name, &mut body).map_err(|e| ApiError::internal(e.to_string()))?;
+        changes.push(ConfigChange::Put { kind: Kind::Connection, key: c.name.clone(), body });
     }
     for f in &doc.flows {
         match mode {

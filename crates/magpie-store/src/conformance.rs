@@ -17,7 +17,9 @@ use serde_json::json;
 
 use crate::*;
 
+mod access;
 mod flows;
+pub use access::*;
 pub use flows::*;
 
 /// Instantiates the conformance suite for a backend: `store_suite!(name, open)` where `open()`
@@ -38,7 +40,8 @@ macro_rules! store_suite {
                 a_digest_lists_its_events_and_traces_show_the_fold,
                 the_archive_lists_replays_and_sweeps,
                 alerts_are_deduplicated_paired_and_released_after_a_silence,
-                flows_have_drafts_published_versions_and_jobs_keep_theirs);
+                flows_have_drafts_published_versions_and_jobs_keep_theirs,
+                tokens_and_every_change_are_in_the_audit_log);
         }
     };
     (@tests $open:expr; $($t:ident),*) => {

@@ -16,6 +16,8 @@ pub struct NewEvent {
     pub json: String,
     /// Whether `body` has a key with a dot in it (see `magpie_core::json::has_dotted_keys`).
     pub dotted: bool,
+    /// How many Magpie deliveries led to this event (the `Magpie-Hops` header it came with).
+    pub hops: u32,
 }
 
 impl NewEvent {
@@ -23,7 +25,7 @@ impl NewEvent {
     pub fn new(id: impl Into<String>, time_ms: i64, body: Value) -> NewEvent {
         let json = body.to_string();
         let dotted = magpie_core::json::has_dotted_keys(&body);
-        NewEvent { id: id.into(), time_ms, body, json, dotted }
+        NewEvent { id: id.into(), time_ms, body, json, dotted, hops: 0 }
     }
 }
 

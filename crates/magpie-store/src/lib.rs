@@ -10,6 +10,7 @@
 //! Statuses are enums ([`JobStatus`], [`MessageStatus`], [`SendOutcome`], [`LetterStatus`]),
 //! stored as their lower-case names.
 
+mod access;
 mod alert;
 #[doc(hidden)]
 pub mod conformance;
@@ -24,6 +25,7 @@ mod trace;
 use async_trait::async_trait;
 use serde_json::Value;
 
+pub use access::{AuditEntry, AuditFilter, NewAudit, TokenRow};
 pub use alert::{AlertFilter, AlertRow, AlertTouch, Release, Silence, SilencedAlert};
 pub use dead_letter::{DeadLetter, DeadLetterDetail, LetterFilter, LetterStatus, Redriven};
 pub use event::{Appended, EventFilter, NewEvent, ReplayRange, StoredEvent, UnroutedEvent};
@@ -115,6 +117,8 @@ pub enum ConfigChange {
         /// Key.
         key: String,
     },
+    /// Records a change in the audit log, in the same transaction as the change itself.
+    Audit(NewAudit),
 }
 
 /// Storage, one transaction per method.
@@ -244,6 +248,19 @@ pub trait Store: Send + Sync + 'static {
     /// Releases an ended silence's alerts as decided (telling flows once, with a job per flow),
     /// and marks the silence released, in one transaction. Returns the jobs created.
     async fn release_silence(&self, silence: &str, releases: Vec<(i64, Release)>, now_ms: i64) -> Result<usize>;
+
+    // ---- access ------------------------------------------------------------------------------
+
+    /// Creates a token and records it in the audit log; false when the name is taken.
+    async fn create_token(&self, token: TokenRow, audit: NewAudit) -> Result<bool>;
+    /// Removes a token and records it; false when there is none of that name.
+    async fn delete_token(&self, name: &str, audit: NewAudit) -> Result<bool>;
+    /// The tokens created through the API, by name.
+    async fn tokens(&self) -> Result<Vec<TokenRow>>;
+    /// Appends entries to the audit log.
+    async fn record_audit(&self, entries: Vec<NewAudit>) -> Result<()>;
+    /// Entries of the audit log, newest first.
+    async fn audit(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>>;
 
     // ---- traces -----------------------------------------------------------------------------
 

@@ -166,6 +166,8 @@ pub struct QueuedMessage {
     pub received_at: i64,
     /// Never fold it again (a digest holding it was refused as a bad request).
     pub solo: bool,
+    /// How many Magpie deliveries led to its event: the send carries one more (`Magpie-Hops`).
+    pub hops: u32,
 }
 
 /// The limiter of a connection, saved with every send so a restart or another node goes on

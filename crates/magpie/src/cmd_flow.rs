@@ -35,12 +35,17 @@ pub struct RunArgs {
     /// Really send the messages (secrets from the environment), retrying as the flow says.
     #[arg(long)]
     send: bool,
+    /// With --send: hosts or networks the connections may reach besides the platforms' hosts
+    /// (as `magpie serve --outbound-allow`; the files' `outbound.allow` counts too).
+    #[arg(long, value_delimiter = ',')]
+    outbound_allow: Vec<String>,
 }
 
 struct Offline {
     connections: BTreeMap<String, ConnectionSpec>,
     send: bool,
     http: reqwest::Client,
+    egress: std::sync::Arc<magpie_server::egress::Egress>,
     sandbox: magpie_sandbox::Sandbox,
 }
 
@@ -121,7 +126,7 @@ impl Offline {
                 Err(f) => return failed(&f),
             };
             println!("    POST {} (attempt {attempt})", prepared.masked_url);
-            let a = delivery::send(&self.http, conn.platform, &prepared, timeout).await;
+            let a = delivery::send(&self.http, &self.egress, conn.platform, &prepared, timeout).await;
             if let (Some(status), Some(body)) = (a.status_code, &a.response) {
                 println!("    → HTTP {status} {body}");
             }
@@ -152,6 +157,7 @@ fn load_doc(path: &PathBuf) -> Result<(Value, String), Exit> {
 pub async fn run(args: RunArgs) -> Result<u8, Exit> {
     let (v, text) = load_doc(&args.file)?;
     let at = |e: magpie_core::ConfigError| invalid(anyhow!("{}: {e}", args.file.display()));
+    let mut outbound = magpie_core::auth::OutboundSpec::default();
     let (spec, mut connections): (FlowSpec, Vec<ConnectionSpec>) =
         if v.get("flows").is_some() || v.get("connections").is_some() {
             let doc = ConfigDocument::from_yaml(&text).map_err(at)?;
@@ -173,6 +179,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Exit> {
                     )));
                 }
             };
+            outbound = doc.outbound.unwrap_or_default();
             (spec, doc.connections)
         } else {
             (magpie_core::config::from_value(v).map_err(at)?, Vec::new())
@@ -181,7 +188,12 @@ pub async fn run(args: RunArgs) -> Result<u8, Exit> {
         let (_, text) = load_doc(cfg)?;
         let doc = ConfigDocument::from_yaml(&text).map_err(|e| invalid(anyhow!("{}: {e}", cfg.display())))?;
         connections.extend(doc.connections);
+        if let Some(o) = doc.outbound {
+            outbound.allow.extend(o.allow);
+        }
     }
+    outbound.allow.extend(args.outbound_allow.iter().cloned());
+    let egress = std::sync::Arc::new(magpie_server::egress::Egress::new(&outbound).map_err(|e| invalid(anyhow!(e)))?);
     for (i, c) in connections.iter().enumerate() {
         c.validate(&format!("connections[{i}]")).map_err(at)?;
     }
@@ -207,7 +219,8 @@ pub async fn run(args: RunArgs) -> Result<u8, Exit> {
     let fx = Offline {
         connections: connections.into_iter().map(|c| (c.name.clone(), c)).collect(),
         send: args.send,
-        http: reqwest::Client::new(),
+        http: magpie_server::egress::http_client(egress.clone()).map_err(|e| anyhow!(e))?,
+        egress,
         sandbox: magpie_sandbox::Sandbox::processes(
             magpie_sandbox::SandboxOptions::current_exe()
                 .map_err(|e| Exit(1, anyhow!("finding this executable, to start an expression sandbox from: {e}")))?,

@@ -48,6 +48,34 @@ pub struct ServeArgs {
     /// events, not in them), on buses that set no `region` of their own.
     #[arg(long, env = "MAGPIE_REGION")]
     region: Option<String>,
+    /// Hosts or networks connections may send to besides the robot platforms' hosts (adds to
+    /// magpie.yaml's outbound.allow): a host (hooks.example.com, *.example.com), a network
+    /// (10.0.0.0/8) or an address. Repeat, or separate with commas.
+    #[arg(long, env = "MAGPIE_OUTBOUND_ALLOW", value_delimiter = ',')]
+    outbound_allow: Vec<String>,
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key).
+    #[arg(long, env = "MAGPIE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "MAGPIE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How long a client may take to send a request's headers (or its TLS handshake).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    header_timeout: std::time::Duration,
+    /// How long a request body may stall between two reads.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    body_timeout: std::time::Duration,
+    /// Connections served at once (more wait to be accepted).
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Requests handled at once (more are answered 503 with Retry-After).
+    #[arg(long, default_value_t = 512)]
+    max_requests: usize,
+}
+
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (write 10s, 500ms, 1m)"))?;
+    if d.is_zero() { Err("must be more than 0".into()) } else { Ok(d) }
 }
 
 /// Arguments of `magpie robots`.
@@ -104,6 +132,14 @@ fn merge(mut a: ConfigDocument, b: ConfigDocument) -> ConfigDocument {
     a
 }
 
+/// The simulator's host as an outbound allowance (its address, or its host name).
+fn sim_host(listen: &str) -> String {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().to_string(),
+        Err(_) => listen.rsplit_once(':').map(|(h, _)| h).unwrap_or(listen).to_string(),
+    }
+}
+
 /// The robots behind a configuration's connections, for the simulator.
 pub fn robots_of(doc: &ConfigDocument) -> Vec<Robot> {
     let env = |k: &str| std::env::var(k).ok();
@@ -154,13 +190,29 @@ pub async fn serve(args: ServeArgs, token: Option<String>) -> Result<u8, Exit> {
         demo_robots = Some(robots_of(&demo));
         config = Some(demo);
     }
+    let mut outbound = magpie_core::auth::OutboundSpec::default();
+    if args.demo {
+        // The demo's connections point at the simulator.
+        outbound.allow.push(sim_host(&args.robots_listen));
+    }
+    let mut auth = magpie_core::auth::AuthSpec::default();
     if let Some(path) = &args.config {
-        let doc = read_config(path)?;
+        let mut doc = read_config(path)?;
+        if let Some(a) = doc.auth.take() {
+            a.validate().map_err(|e| invalid(anyhow!("{}: {e}", path.display())))?;
+            auth = a;
+        }
+        if let Some(o) = doc.outbound.take() {
+            outbound.allow.extend(o.allow);
+            outbound.allow_self |= o.allow_self;
+        }
         config = Some(match config {
             Some(demo) => merge(demo, doc),
             None => doc,
         });
     }
+    outbound.allow.extend(args.outbound_allow.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()));
+    let listen_addr = tokio::net::lookup_host(&args.listen).await.ok().and_then(|mut a| a.next());
     let mut sandbox = magpie_sandbox::SandboxOptions::current_exe()
         .map_err(|e| Exit(1, anyhow!("finding this executable, to start expression sandboxes from: {e}")))?;
     if let Some(n) = args.expression_processes {
@@ -178,13 +230,32 @@ pub async fn serve(args: ServeArgs, token: Option<String>) -> Result<u8, Exit> {
         public_url: args.public_url.filter(|u| !u.is_empty()),
         sandbox: Some(sandbox),
         region: args.region.filter(|r| !r.is_empty()),
+        auth,
+        outbound,
+        secret_key: std::env::var("MAGPIE_SECRET_KEY").ok().filter(|k| !k.is_empty()),
+        limits_http: magpie_server::serve::HttpLimits {
+            header_timeout: args.header_timeout,
+            body_timeout: args.body_timeout,
+            max_connections: args.max_connections,
+            max_requests: args.max_requests,
+        },
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(magpie_server::serve::TlsFiles { cert, key }),
+            _ => None,
+        },
+        listen: listen_addr,
         ..ServerOptions::default()
     };
+    let open_to_all = listen_addr.is_some_and(|a| !a.ip().is_loopback());
     let env: magpie_server::EnvLookup = Arc::new(|k: &str| std::env::var(k).ok());
     let state = AppState::open(&opts, env).await.map_err(|e| match e {
         magpie_server::ServerError::Config(c) => invalid(anyhow!("{}", c.message)),
+        magpie_server::ServerError::Setting(s) => invalid(anyhow!("{s}")),
         other => Exit(1, other.into()),
     })?;
+    if open_to_all && !state.tokens.enabled() {
+        tracing::warn!(listen = %args.listen, "listening beyond loopback without any token: anyone who reaches this port may change Magpie (give --token or auth.tokens)");
+    }
     // The simulator starts once the data directory is this server's (a second server on it stops
     // before taking the simulator's port).
     if let Some(robots) = demo_robots {
@@ -193,7 +264,8 @@ pub async fn serve(args: ServeArgs, token: Option<String>) -> Result<u8, Exit> {
     let listener =
         tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), "magpie listening");
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, %scheme, data_dir = %args.data_dir.display(), "magpie listening");
     if args.demo {
         // The hints work as printed: `--server` when the API is not where the CLI looks by default.
         let server =

@@ -9,6 +9,7 @@ mod cmd_flow;
 mod cmd_letters;
 mod cmd_objects;
 mod cmd_pattern;
+mod cmd_security;
 mod cmd_serve;
 mod cmd_versions;
 mod trace_view;
@@ -86,6 +87,66 @@ enum Command {
     /// Silences (maintenance windows): matching events are routed and traced, no flow is told.
     #[command(subcommand)]
     Silence(SilenceCommand),
+    /// API tokens and their roles: admin, operator, ingest, viewer.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Secrets sealed at rest: re-seal them under a new key.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// The audit log: every change, who made it, before and after (secrets masked).
+    Audit {
+        /// Only changes by this token name.
+        #[arg(long)]
+        who: Option<String>,
+        /// Only targets starting with this (connection, "flow eb-wecom", token, silence).
+        #[arg(long)]
+        target: Option<String>,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON (with before and after).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token: prints it once, and the hash to put in magpie.yaml's auth.tokens (offline);
+    /// with --on-server the server creates and keeps it (needs an admin token).
+    Create {
+        /// Who holds it (recorded in the audit log).
+        name: String,
+        /// admin, operator, ingest or viewer.
+        #[arg(long)]
+        role: String,
+        /// Create it on the server (POST /v1/tokens) instead of printing a hash for magpie.yaml.
+        #[arg(long)]
+        on_server: bool,
+    },
+    /// The server's tokens: name, role, where each comes from.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token created on the server.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Re-seal every connection's secrets under a new key (stop the server first). With the key
+    /// in MAGPIE_SECRET_KEY, put the new one in MAGPIE_NEW_SECRET_KEY; else the data directory's
+    /// secret.key is replaced.
+    Rotate {
+        /// The data directory.
+        #[arg(long, env = "MAGPIE_DATA_DIR", default_value = "magpie-data")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -442,6 +503,9 @@ const ONLINE: &[&[&str]] = &[
     &["dead-letters"],
     &["alerts"],
     &["silence"],
+    &["token", "list"],
+    &["token", "revoke"],
+    &["audit"],
 ];
 
 /// Parses the command line, with the client options in the help of the commands that use them.
@@ -462,7 +526,7 @@ fn parse_cli() -> Cli {
         cmd = note(cmd, path);
     }
     cmd = cmd.mut_subcommand("serve", |c| {
-        c.after_help("      --token <TOKEN>  Require this bearer token on the API and the console [env: MAGPIE_TOKEN]")
+        c.after_help("      --token <TOKEN>  An admin token the API and the console accept (named admin; more in auth.tokens) [env: MAGPIE_TOKEN]")
     });
     Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
 }
@@ -544,6 +608,16 @@ fn main() -> ExitCode {
                 cmd_alerts::list_silences(&client?, all, json).await
             }
             Command::Silence(SilenceCommand::Expire { id }) => cmd_alerts::expire(&client?, &id).await,
+            Command::Token(TokenCommand::Create { name, role, on_server }) => {
+                let client = if on_server { Some(client?) } else { None };
+                cmd_security::create(client.as_ref(), &name, &role).await
+            }
+            Command::Token(TokenCommand::List { json }) => cmd_security::list(&client?, json).await,
+            Command::Token(TokenCommand::Revoke { name }) => cmd_security::revoke(&client?, &name).await,
+            Command::Secrets(SecretsCommand::Rotate { data_dir }) => cmd_security::rotate(&data_dir).await,
+            Command::Audit { who, target, limit, json } => {
+                cmd_security::audit(&client?, who.as_deref(), target.as_deref(), limit, json).await
+            }
             Command::DeadLetters(LettersCommand::Show { id, json }) => cmd_letters::show(&client?, id, json).await,
             Command::DeadLetters(LettersCommand::Redrive { ids, all, filter }) => {
                 cmd_letters::redrive(&client?, ids, all, filter.into_filter()).await

@@ -39,6 +39,12 @@ pub struct ConfigDocument {
     /// Event rules.
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    /// API tokens (server setting: read by `magpie serve --config` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<crate::auth::AuthSpec>,
+    /// Where connections may send (server setting: read by `magpie serve --config` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<crate::auth::OutboundSpec>,
 }
 
 /// A configuration error with the path of the faulty field.

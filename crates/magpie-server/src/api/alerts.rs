@@ -43,6 +43,7 @@ pub(super) async fn post_source(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult {
+    let hops = ingest::hops(&headers)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
     let src = source(&name)?;
     let region = bus_region(&state, &bus)?;
@@ -78,7 +79,7 @@ pub(super) async fn post_source(
         }
     }
     let ids: Vec<String> = accepted.iter().map(|e| e.id.clone()).collect();
-    let appended = if accepted.is_empty() { Vec::new() } else { append(&state, &bus, accepted).await? };
+    let appended = if accepted.is_empty() { Vec::new() } else { append(&state, &bus, accepted, hops).await? };
     SourceAccepted { source: src.name(), bus: &bus, alerts: ids.len() as u64 }.emit();
     let entries: Vec<Value> = ids
         .iter()
@@ -159,7 +160,12 @@ fn time_of(v: &Value, field: &str, now: i64) -> Result<i64, ApiError> {
 }
 
 /// `POST /v1/silences`: `{pattern, comment, duration | ends_at, starts_at?, bus?, created_by?}`.
-pub(super) async fn create_silence(State(state): S, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+pub(super) async fn create_silence(
+    State(state): S,
+    axum::Extension(who): super::Who,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
     let body: SilenceBody =
         magpie_core::config::from_value(document(&headers, &bytes, false)?).map_err(ApiError::config)?;
     let now = magpie_core::now_ms();
@@ -218,7 +224,9 @@ pub(super) async fn create_silence(State(state): S, headers: HeaderMap, bytes: B
     state.store.put_silence(silence.clone()).await?;
     state.silences.reload(state.store.as_ref()).await?;
     state.silences_changed.notify_one();
-    Ok((StatusCode::CREATED, Json(silence_view(&silence, now))).into_response())
+    let view = silence_view(&silence, now);
+    super::access::record(&state, &who.name, "create", format!("silence {}", silence.id), view.clone()).await;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 fn silence_view(s: &Silence, now: i64) -> Value {
@@ -257,11 +265,17 @@ pub(super) async fn get_silence(State(state): S, Path(id): Path<String>) -> ApiR
 }
 
 /// `DELETE /v1/silences/{id}`: expires it now; alerts it kept quiet that still fire are told.
-pub(super) async fn expire_silence(State(state): S, Path(id): Path<String>) -> ApiResult {
+pub(super) async fn expire_silence(
+    State(state): S,
+    axum::Extension(who): super::Who,
+    Path(id): Path<String>,
+) -> ApiResult {
     let now = magpie_core::now_ms();
     let s =
         state.store.expire_silence(&id, now).await?.ok_or_else(|| ApiError::not_found(format!("no silence {id:?}")))?;
     state.silences.reload(state.store.as_ref()).await?;
     state.silences_changed.notify_one();
-    Ok(Json(silence_view(&s, now)).into_response())
+    let view = silence_view(&s, now);
+    super::access::record(&state, &who.name, "expire", format!("silence {id}"), view.clone()).await;
+    Ok(Json(view).into_response())
 }

@@ -42,28 +42,43 @@ pub(super) async fn get_bus(State(state): S, Path(bus): Path<String>) -> ApiResu
     Ok(Json(json!({"name": b.name, "description": b.description, "rules": rules})).into_response())
 }
 
-pub(super) async fn create_bus(State(state): S, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+pub(super) async fn create_bus(
+    State(state): S,
+    axum::Extension(who): super::Who,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
     let b: BusSpec =
         magpie_core::config::from_value(super::document(&headers, &bytes, true)?).map_err(ApiError::config)?;
     if state.runtime.get().buses.contains_key(&b.name) {
         return Err(ApiError::conflict(format!("bus {:?} already exists", b.name)));
     }
-    apply_doc(&state, ConfigDocument { buses: vec![b.clone()], ..Default::default() }, vec![])
+    apply_doc(&state, &who, ConfigDocument { buses: vec![b.clone()], ..Default::default() }, vec![])
         .await
         .map_err(|e| one_object(e, "buses[0]."))?;
     Ok((StatusCode::CREATED, Json(b)).into_response())
 }
 
-pub(super) async fn put_bus(State(state): S, Path(bus): Path<String>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+pub(super) async fn put_bus(
+    State(state): S,
+    axum::Extension(who): super::Who,
+    Path(bus): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
     let b: BusSpec =
         magpie_core::config::from_value(named_body(&headers, &bytes, &[("name", &bus)])?).map_err(ApiError::config)?;
-    apply_doc(&state, ConfigDocument { buses: vec![b.clone()], ..Default::default() }, vec![])
+    apply_doc(&state, &who, ConfigDocument { buses: vec![b.clone()], ..Default::default() }, vec![])
         .await
         .map_err(|e| one_object(e, "buses[0]."))?;
     Ok(Json(b).into_response())
 }
 
-pub(super) async fn delete_bus(State(state): S, Path(bus): Path<String>) -> ApiResult {
+pub(super) async fn delete_bus(
+    State(state): S,
+    axum::Extension(who): super::Who,
+    Path(bus): Path<String>,
+) -> ApiResult {
     let rt = state.runtime.get();
     if bus == DEFAULT_BUS {
         return Err(ApiError::conflict("the default bus cannot be deleted"));
@@ -74,7 +89,7 @@ pub(super) async fn delete_bus(State(state): S, Path(bus): Path<String>) -> ApiR
     if rt.rules.get(&bus).is_some_and(|r| !r.is_empty()) {
         return Err(ApiError::conflict(format!("bus {bus:?} still has rules; delete them first")));
     }
-    apply_doc(&state, ConfigDocument::default(), vec![(Kind::Bus, bus)]).await?;
+    apply_doc(&state, &who, ConfigDocument::default(), vec![(Kind::Bus, bus)]).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -101,6 +116,7 @@ pub(super) async fn get_rule(State(state): S, Path((bus, rule)): Path<(String, S
 
 pub(super) async fn put_rule(
     State(state): S,
+    axum::Extension(who): super::Who,
     Path((bus, rule)): Path<(String, String)>,
     headers: HeaderMap,
     bytes: Bytes,
@@ -110,17 +126,21 @@ pub(super) async fn put_rule(
     if !state.runtime.get().buses.contains_key(&bus) {
         return Err(ApiError::not_found(format!("no bus {bus:?}")));
     }
-    apply_doc(&state, ConfigDocument { rules: vec![r.clone()], ..Default::default() }, vec![])
+    apply_doc(&state, &who, ConfigDocument { rules: vec![r.clone()], ..Default::default() }, vec![])
         .await
         .map_err(|e| one_object(e, "rules[0]."))?;
     Ok(Json(r).into_response())
 }
 
-pub(super) async fn delete_rule(State(state): S, Path((bus, rule)): Path<(String, String)>) -> ApiResult {
+pub(super) async fn delete_rule(
+    State(state): S,
+    axum::Extension(who): super::Who,
+    Path((bus, rule)): Path<(String, String)>,
+) -> ApiResult {
     if !state.runtime.get().rules.get(&bus).is_some_and(|m| m.contains_key(&rule)) {
         return Err(ApiError::not_found(format!("no rule {rule:?} on bus {bus:?}")));
     }
-    apply_doc(&state, ConfigDocument::default(), vec![(Kind::Rule, rule_key(&bus, &rule))]).await?;
+    apply_doc(&state, &who, ConfigDocument::default(), vec![(Kind::Rule, rule_key(&bus, &rule))]).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -138,6 +158,7 @@ pub(super) async fn get_connection(State(state): S, Path(name): Path<String>) ->
 
 pub(super) async fn put_connection(
     State(state): S,
+    axum::Extension(who): super::Who,
     Path(name): Path<String>,
     headers: HeaderMap,
     bytes: Bytes,
@@ -145,7 +166,7 @@ pub(super) async fn put_connection(
     let mut c: ConnectionSpec =
         magpie_core::config::from_value(named_body(&headers, &bytes, &[("name", &name)])?).map_err(ApiError::config)?;
     keep_redacted_secrets(&state, &mut c);
-    apply_doc(&state, ConfigDocument { connections: vec![c.clone()], ..Default::default() }, vec![])
+    apply_doc(&state, &who, ConfigDocument { connections: vec![c.clone()], ..Default::default() }, vec![])
         .await
         .map_err(|e| one_object(e, "connections[0]."))?;
     Ok(Json(redacted_connection(&c)).into_response())
@@ -163,7 +184,11 @@ fn keep_redacted_secrets(state: &AppState, c: &mut ConnectionSpec) {
     }
 }
 
-pub(super) async fn delete_connection(State(state): S, Path(name): Path<String>) -> ApiResult {
+pub(super) async fn delete_connection(
+    State(state): S,
+    axum::Extension(who): super::Who,
+    Path(name): Path<String>,
+) -> ApiResult {
     if !state.runtime.get().connections.contains_key(&name) {
         return Err(ApiError::not_found(format!("no connection {name:?}")));
     }
@@ -181,7 +206,7 @@ pub(super) async fn delete_connection(State(state): S, Path(name): Path<String>)
             users.join(", ")
         )));
     }
-    apply_doc(&state, ConfigDocument::default(), vec![(Kind::Connection, name)]).await?;
+    apply_doc(&state, &who, ConfigDocument::default(), vec![(Kind::Connection, name)]).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -208,6 +233,7 @@ pub(super) struct ApplyQuery {
 /// `POST /v1/apply[?draft=true][&dry_run=true]`: a whole document (YAML or JSON), in one transaction.
 pub(super) async fn apply(
     State(state): S,
+    axum::Extension(who): super::Who,
     q: Result<Query<ApplyQuery>, QueryRejection>,
     headers: HeaderMap,
     bytes: Bytes,
@@ -234,6 +260,6 @@ pub(super) async fn apply(
         "buses": doc.buses.len(), "connections": doc.connections.len(),
         "flows": doc.flows.len(), "rules": doc.rules.len(),
     });
-    super::apply_doc_as(&state, doc, vec![], mode).await?;
+    super::apply_doc_as(&state, &who, doc, vec![], mode).await?;
     Ok(Json(json!({"applied": counts, "flows_as": if q.draft { "drafts" } else { "published" }})).into_response())
 }

@@ -123,6 +123,7 @@ struct RedriveBody {
 /// `error_type`, `since`), or `{"all": true}`.
 pub(super) async fn redrive(
     State(state): S,
+    axum::Extension(who): super::Who,
     headers: axum::http::HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
@@ -194,5 +195,9 @@ pub(super) async fn redrive(
     let redriven: Vec<i64> = done.iter().map(|r| r.id).collect();
     let done_ids: std::collections::HashSet<i64> = redriven.iter().copied().collect();
     let skipped: Vec<i64> = ids.into_iter().filter(|i| !done_ids.contains(i)).collect();
+    if !redriven.is_empty() {
+        let target = format!("dead-letters ({})", redriven.len());
+        super::access::record(&state, &who.name, "redrive", target, json!({"redriven": redriven})).await;
+    }
     Ok(Json(json!({"redriven": redriven, "skipped": skipped, "details": done})).into_response())
 }

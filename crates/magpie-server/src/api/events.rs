@@ -26,6 +26,7 @@ pub(super) async fn put_events(
     bytes: Bytes,
 ) -> ApiResult {
     let region = bus_region(&state, &bus)?;
+    let hops = ingest::hops(&headers)?;
     let ingest::Entries { items, batch } = ingest::entries(&headers, &bytes, &bus)?;
     if items.len() > ingest::MAX_ENTRIES {
         return Err(ApiError::too_large(format!(
@@ -60,7 +61,7 @@ pub(super) async fn put_events(
         }
     }
     if !accepted.is_empty() {
-        let appended = append(&state, &bus, accepted).await?;
+        let appended = append(&state, &bus, accepted, hops).await?;
         for (pos, a) in positions.iter().zip(&appended) {
             if let Appended::Duplicate(_) = a {
                 results[*pos]["duplicate"] = json!(true);
@@ -97,6 +98,7 @@ pub(super) async fn hook(State(state): S, Path(path): Path<String>, headers: Hea
         .get(&path)
         .cloned()
         .ok_or_else(|| ApiError::not_found(format!("no flow listens on /hooks/{path}")))?;
+    let hops = ingest::hops(&headers)?;
     let flow = hook.flow.clone();
     // Any body is taken (senders of webhooks are many); one that says it is JSON must be JSON.
     let declared_json = ingest::media_type(&headers).is_some_and(|m| m == "application/json" || m.ends_with("+json"));
@@ -138,7 +140,14 @@ pub(super) async fn hook(State(state): S, Path(path): Path<String>, headers: Hea
         .store
         .append_routed(
             magpie_core::HOOKS_BUS,
-            NewEvent { id: event.id.clone(), time_ms: now, body: event.body, json: event.json, dotted: event.dotted },
+            NewEvent {
+                id: event.id.clone(),
+                time_ms: now,
+                body: event.body,
+                json: event.json,
+                dotted: event.dotted,
+                hops,
+            },
             magpie_core::HOOK_RULE,
             &flow,
         )
@@ -228,7 +237,12 @@ fn time_value(v: &Value, field: &str, now: i64) -> Result<i64, ApiError> {
 /// `POST /v1/events/replay` `{"bus", "since" | "from" (+ "to", default now), "rule"?, "dry_run"?, "cursor"?,
 /// "replay_id"?}`: one page of a replay; call again with `next_cursor` and `replay_id` until
 /// `next_cursor` is null.
-pub(super) async fn replay(State(state): S, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+pub(super) async fn replay(
+    State(state): S,
+    axum::Extension(who): super::Who,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
     let b: ReplayBody = super::body(&headers, &bytes)?;
     let now = magpie_core::now_ms();
     let (from_ms, to_ms) = match (&b.since, &b.from, &b.to) {
@@ -271,5 +285,13 @@ pub(super) async fn replay(State(state): S, headers: HeaderMap, bytes: Bytes) ->
         limit: b.limit.unwrap_or(if b.dry_run { replay::MAX_DRY_PAGE } else { replay::MAX_PAGE }),
         replay_id: b.replay_id,
     };
-    Ok(Json(replay::replay_page(&state, req).await?).into_response())
+    let dry_run = req.dry_run;
+    let summary = json!({"bus": req.range.bus, "from": req.range.from_ms, "to": req.range.to_ms, "rule": req.rule, "cursor": req.cursor});
+    let page = replay::replay_page(&state, req).await?;
+    if !dry_run {
+        let mut after = summary;
+        after["jobs"] = json!(page.jobs);
+        super::access::record(&state, &who.name, "replay", format!("replay {}", page.replay_id), after).await;
+    }
+    Ok(Json(page).into_response())
 }

@@ -115,6 +115,7 @@ pub(super) struct SaveQuery {
 /// `PUT /v1/flows/{flow}[?publish=true]`: saves the flow as its draft (or publishes it at once).
 pub(super) async fn put_flow(
     State(state): S,
+    axum::Extension(who): super::Who,
     Path(flow): Path<String>,
     q: Result<Query<SaveQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -124,14 +125,18 @@ pub(super) async fn put_flow(
     let f: FlowSpec =
         magpie_core::config::from_value(named_body(&headers, &bytes, &[("name", &flow)])?).map_err(ApiError::config)?;
     let mode = if q.publish { FlowWrite::Publish } else { FlowWrite::Draft };
-    apply_doc_as(&state, ConfigDocument { flows: vec![f], ..Default::default() }, vec![], mode)
+    apply_doc_as(&state, &who, ConfigDocument { flows: vec![f], ..Default::default() }, vec![], mode)
         .await
         .map_err(one_flow)?;
     Ok(Json(summary(&head(&state, &flow).await?)).into_response())
 }
 
 /// `DELETE /v1/flows/{flow}`: the flow and its draft. Refused while a rule targets it.
-pub(super) async fn delete_flow(State(state): S, Path(flow): Path<String>) -> ApiResult {
+pub(super) async fn delete_flow(
+    State(state): S,
+    axum::Extension(who): super::Who,
+    Path(flow): Path<String>,
+) -> ApiResult {
     head(&state, &flow).await?;
     let rt = state.runtime.get();
     let users: Vec<String> = rt
@@ -147,7 +152,7 @@ pub(super) async fn delete_flow(State(state): S, Path(flow): Path<String>) -> Ap
             users.join(", rule ")
         )));
     }
-    apply_doc_as(&state, ConfigDocument::default(), vec![(Kind::Flow, flow)], FlowWrite::Publish).await?;
+    apply_doc_as(&state, &who, ConfigDocument::default(), vec![(Kind::Flow, flow)], FlowWrite::Publish).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -183,13 +188,19 @@ fn publish_body(headers: &HeaderMap, bytes: &[u8]) -> Result<PublishBody, ApiErr
 }
 
 /// Makes version `v` of `flow` live and answers where the flow stands.
-async fn make_live(state: &AppState, flow: &str, v: i64) -> ApiResult {
-    crate::runtime::make_live(&state.runtime, state.store.as_ref(), flow, v, state.env.as_ref()).await?;
+async fn make_live(state: &AppState, who: &crate::auth::Caller, flow: &str, v: i64) -> ApiResult {
+    crate::runtime::make_live(&state.runtime, state.store.as_ref(), flow, v, state.env.as_ref(), &who.name).await?;
     Ok(Json(summary(&head(state, flow).await?)).into_response())
 }
 
 /// `POST /v1/flows/{flow}/publish` (`{"version": N}` optional, default the draft).
-pub(super) async fn publish(State(state): S, Path(flow): Path<String>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+pub(super) async fn publish(
+    State(state): S,
+    axum::Extension(who): super::Who,
+    Path(flow): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
     let b = publish_body(&headers, &bytes)?;
     let h = head(&state, &flow).await?;
     let v = match b.version {
@@ -201,11 +212,17 @@ pub(super) async fn publish(State(state): S, Path(flow): Path<String>, headers: 
             ))
         })?,
     };
-    make_live(&state, &flow, v).await
+    make_live(&state, &who, &flow, v).await
 }
 
 /// `POST /v1/flows/{flow}/rollback` (`{"version": N}`): makes an earlier published version live.
-pub(super) async fn rollback(State(state): S, Path(flow): Path<String>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+pub(super) async fn rollback(
+    State(state): S,
+    axum::Extension(who): super::Who,
+    Path(flow): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
     let b = publish_body(&headers, &bytes)?;
     let Some(v) = b.version else {
         return Err(ApiError::config(ConfigError::new("version", "required: the version to go back to")));
@@ -216,7 +233,7 @@ pub(super) async fn rollback(State(state): S, Path(flow): Path<String>, headers:
             "version {v} of flow {flow:?} is its draft, never published: publish it instead"
         )));
     }
-    make_live(&state, &flow, v).await
+    make_live(&state, &who, &flow, v).await
 }
 
 #[derive(serde::Deserialize)]

@@ -4,6 +4,7 @@
 //! silences). Handlers only call the services the
 //! other stages expose; errors get their status in `crate::error`.
 
+mod access;
 mod alerts;
 mod config;
 mod delivery;
@@ -13,6 +14,8 @@ mod openapi;
 mod params;
 mod plan;
 
+#[cfg(test)]
+pub(crate) use openapi::document as openapi_document;
 pub(crate) use params::time as time_param;
 
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use magpie_core::ConfigError;
 use magpie_core::config::ConfigDocument;
@@ -30,6 +33,7 @@ use magpie_pattern::Pattern;
 use magpie_store::Kind;
 use serde_json::{Value, json};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::{AppState, ingest, runtime};
 
@@ -78,8 +82,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/hooks/{*path}", post(events::hook))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi::serve))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth))
+        .route("/v1/tokens", get(access::list_tokens).post(access::create_token))
+        .route("/v1/tokens/{name}", delete(access::delete_token))
+        .route("/v1/audit", get(access::audit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::guard))
         .route_layer(middleware::from_fn(refuse_cross_site_writes));
+    let requests = Arc::new(tokio::sync::Semaphore::new(state.http_limits.max_requests.max(1)));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -89,7 +97,23 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(refuse_long_bodies))
         .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(move |req, next| shed_load(requests.clone(), req, next)))
         .with_state(state)
+}
+
+/// At most `--max-requests` requests are handled at once: more are answered 503 with
+/// `Retry-After` at once, instead of queueing behind a client that floods the server.
+async fn shed_load(requests: Arc<tokio::sync::Semaphore>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = requests.try_acquire_owned() else {
+        let mut r = ApiError::with_status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is handling as many requests as it may at once (--max-requests); retry shortly",
+        )
+        .into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return r;
+    };
+    next.run(req).await
 }
 
 /// A declared `Content-Length` over the limit is refused before the body is read.
@@ -163,20 +187,6 @@ async fn refuse_cross_site_writes(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-async fn auth(State(state): S, req: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| magpie_connectors::signing::constant_time_eq(g.trim(), token)) {
-            return ApiError::unauthorized().into_response();
-        }
-    }
-    next.run(req).await
-}
-
 async fn readyz(State(state): S) -> Response {
     match state.store.next_due().await {
         Ok(_) => "ready".into_response(),
@@ -237,21 +247,26 @@ pub(super) fn named_body(headers: &HeaderMap, bytes: &[u8], fields: &[(&str, &st
 
 pub(super) async fn apply_doc(
     state: &AppState,
+    who: &Caller,
     doc: ConfigDocument,
     deletes: Vec<(Kind, String)>,
 ) -> Result<(), ApiError> {
-    apply_doc_as(state, doc, deletes, runtime::FlowWrite::Publish).await
+    apply_doc_as(state, who, doc, deletes, runtime::FlowWrite::Publish).await
 }
 
 /// [`apply_doc`], with the document's flows recorded as `mode` says (drafts, a version).
 pub(super) async fn apply_doc_as(
     state: &AppState,
+    who: &Caller,
     doc: ConfigDocument,
     deletes: Vec<(Kind, String)>,
     mode: runtime::FlowWrite,
 ) -> Result<(), ApiError> {
-    runtime::apply(&state.runtime, state.store.as_ref(), doc, deletes, mode, state.env.as_ref()).await
+    runtime::apply(&state.runtime, state.store.as_ref(), doc, deletes, mode, state.env.as_ref(), &who.name).await
 }
+
+/// Who made the request (the auth guard puts it in every request of the API).
+pub(super) type Who = axum::Extension<Caller>;
 
 // ---- patterns ----------------------------------------------------------------------------
 

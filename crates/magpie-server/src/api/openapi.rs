@@ -33,7 +33,10 @@ fn json_body(s: Value) -> Value {
 fn error(status: u16) -> (String, Value) {
     let why = match status {
         400 => "invalid input: the message says why and `path` names the field",
-        401 => "no valid token (when the server runs with --token)",
+        401 => "no valid token (when the server has tokens)",
+        403 => "the token's role may not do this (the message names the roles that may)",
+        429 => "the token is over its ingest rate: retry after Retry-After seconds",
+        508 => "a loop: the request comes from a chain of Magpie deliveries (Magpie-Hops)",
         404 => "no such object",
         405 => "the route does not take this method",
         409 => "the change conflicts with what exists (the message names the object)",
@@ -221,7 +224,22 @@ fn operations() -> Vec<Op> {
         op("get", "/metrics", "Prometheus metrics (text format)").ok(200, json!("text")),
         op("get", "/healthz", "Liveness").ok(200, json!("text")),
         op("get", "/readyz", "Readiness: the store answers").ok(200, json!("text")),
-        op("get", "/v1/openapi.json", "This document").ok(200, obj),
+        op("get", "/v1/openapi.json", "This document").ok(200, obj.clone()),
+        op("get", "/v1/tokens", "Tokens: name, role, where each comes from (never the token)").ok(200, json!({"type": "array", "items": {"type": "object"}})),
+        op("post", "/v1/tokens", "Create a token: the answer shows it, once")
+            .body(Input::Json("TokenRequest"))
+            .ok(201, json!({"type": "object", "required": ["name", "role", "token"]}))
+            .err(&[400, 409, 413, 415]),
+        op("delete", "/v1/tokens/{name}", "Revoke a token created through the API").ok(204, Value::Null).err(&[404, 409]),
+        op("get", "/v1/audit", "The audit log, newest first")
+            .q(&[
+                ("who", "string", "only this token name"),
+                ("target", "string", "only targets starting with this (connection, flow eb-wecom)"),
+                ("before_id", "integer", "next_before_id of the previous page"),
+                ("limit", "integer", "at most 1000"),
+            ])
+            .ok(200, json!({"type": "object", "required": ["entries"], "properties": {"entries": {"type": "array", "items": {"type": "object"}}}}))
+            .err(&[400]),
     ]
 }
 
@@ -232,8 +250,11 @@ fn path_params(path: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Routes that take no token even with `--token`.
-const OPEN: &[&str] = &["/healthz", "/readyz"];
+/// What an operation needs (the auth table writes the listen path as `{*path}`).
+fn need(method: &str, path: &str) -> magpie_core::auth::Need {
+    let path = path.replace("/hooks/{path}", "/hooks/{*path}");
+    crate::auth::routes::need(&method.to_uppercase().parse().unwrap_or(axum::http::Method::GET), &path)
+}
 
 fn raw() -> Value {
     let mut paths = Map::new();
@@ -251,8 +272,12 @@ fn raw() -> Value {
         };
         responses.insert(status.to_string(), ok);
         let mut errors: Vec<u16> = o.errors.to_vec();
-        if !OPEN.contains(&o.path) {
-            errors.push(401);
+        let need = need(o.method, o.path);
+        if need != magpie_core::auth::Need::Public {
+            errors.extend([401, 403]);
+        }
+        if need == magpie_core::auth::Need::Ingest {
+            errors.extend([429, 508]);
         }
         if o.path == "/readyz" {
             responses.insert(
@@ -282,7 +307,7 @@ fn raw() -> Value {
         if let Some(r) = request {
             operation["requestBody"] = r;
         }
-        if !OPEN.contains(&o.path) {
+        if need != magpie_core::auth::Need::Public {
             operation["security"] = json!([{"bearer": []}, {}]);
         }
         let item = paths.entry(o.path.to_string()).or_insert_with(|| json!({}));
@@ -346,6 +371,8 @@ fn schemas() -> Value {
         "SilenceRequest": {"type": "object", "required": ["pattern", "comment"], "properties": {
             "pattern": {"type": "object"}, "starts_at": string, "ends_at": string, "duration": string,
             "comment": string, "created_by": string, "bus": string}},
+        "TokenRequest": {"type": "object", "required": ["name", "role"], "properties": {
+            "name": string, "role": {"type": "string", "enum": ["admin", "operator", "ingest", "viewer"]}}},
         "PatternTest": {"type": "object", "required": ["pattern", "event"], "properties": {
             "pattern": {"type": "object"}, "event": {"type": "object"}}},
         "ReplayRequest": {"type": "object", "required": ["bus"], "properties": {
@@ -430,7 +457,9 @@ mod tests {
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (m, op) in item.as_object().unwrap() {
                 let has_401 = op["responses"].get("401").is_some();
-                assert_eq!(has_401, !OPEN.contains(&path.as_str()), "{m} {path}");
+                let open = need(m, path) == magpie_core::auth::Need::Public;
+                assert_eq!(has_401, !open, "{m} {path}");
+                assert_eq!(op["responses"].get("403").is_some(), !open, "{m} {path}");
             }
         }
     }

@@ -172,6 +172,7 @@ pub(super) async fn page(axum::extract::State(state): S, headers: HeaderMap, Pat
 /// `POST /console/flows/{name}`: saves the edited YAML as the flow's draft.
 pub(super) async fn save(
     axum::extract::State(state): S,
+    axum::Extension(who): axum::Extension<crate::auth::Caller>,
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Bytes,
@@ -191,9 +192,17 @@ pub(super) async fn save(
         Ok(spec) if spec.name != name => Err(format!("name: {:?} does not match the flow's {name:?}", spec.name)),
         Ok(spec) => {
             let doc = ConfigDocument { flows: vec![spec], ..Default::default() };
-            runtime::apply(&state.runtime, state.store.as_ref(), doc, vec![], FlowWrite::Draft, state.env.as_ref())
-                .await
-                .map_err(|e| e.message.replacen("flows[0].", "", 1))
+            runtime::apply(
+                &state.runtime,
+                state.store.as_ref(),
+                doc,
+                vec![],
+                FlowWrite::Draft,
+                state.env.as_ref(),
+                &who.name,
+            )
+            .await
+            .map_err(|e| e.message.replacen("flows[0].", "", 1))
         }
         Err(e) => Err(e),
     };
@@ -207,13 +216,18 @@ pub(super) async fn save(
 }
 
 /// `POST /console/flows/{name}/publish`: the draft becomes live.
-pub(super) async fn publish(axum::extract::State(state): S, headers: HeaderMap, Path(name): Path<String>) -> Response {
+pub(super) async fn publish(
+    axum::extract::State(state): S,
+    axum::Extension(who): axum::Extension<crate::auth::Caller>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
     let lang = Lang::of(&headers);
     let done = async {
         let heads = state.store.flow_heads().await.map_err(|e| e.to_string())?;
         let h = heads.into_iter().find(|h| h.name == name).ok_or_else(|| format!("no flow {name:?}"))?;
         let d = h.draft.ok_or_else(|| format!("flow {name:?} has no draft to publish"))?;
-        runtime::make_live(&state.runtime, state.store.as_ref(), &name, d, state.env.as_ref())
+        runtime::make_live(&state.runtime, state.store.as_ref(), &name, d, state.env.as_ref(), &who.name)
             .await
             .map_err(|e| e.message)?;
         Ok::<i64, String>(d)

@@ -6,9 +6,11 @@
 //! the store, the ingest service), with the same checks and the same errors. No page shows a
 //! secret (connections are shown masked).
 //!
-//! With `--token`, the console asks for the token once and keeps a session (a random id in an
-//! HttpOnly, SameSite=Strict cookie; the server keeps its hash in memory for 12 hours, until log
-//! out or restart); forms are POSTs that also must come from the console's own origin.
+//! On a server with tokens, the console asks for one once and keeps a session (a random id in an
+//! HttpOnly, SameSite=Strict cookie; the server keeps its hash and the token's name and role in
+//! memory for 12 hours, until log out or restart). A viewer's session reads every page; changes
+//! need an operator or admin, as in the API; an ingest token cannot log in. Forms are POSTs that
+//! also must come from the console's own origin.
 
 mod dry_run;
 mod flows;
@@ -29,7 +31,10 @@ use sha2::{Digest, Sha256};
 
 pub use i18n::Lang;
 
+use magpie_core::auth::Need;
+
 use crate::AppState;
+use crate::auth::Caller;
 
 type S = State<Arc<AppState>>;
 
@@ -83,7 +88,7 @@ const SESSION_MS: i64 = 12 * 3600 * 1000;
 /// user logs out, or the server restarts.
 #[derive(Default)]
 pub struct Sessions {
-    live: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    live: std::sync::Mutex<std::collections::HashMap<String, (i64, Caller)>>,
 }
 
 impl Sessions {
@@ -94,16 +99,18 @@ impl Sessions {
     }
 
     /// A new session; returns the id the cookie carries.
-    fn open(&self, now: i64) -> String {
+    fn open(&self, caller: Caller, now: i64) -> String {
         let id = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.retain(|_, until| *until > now);
-        live.insert(Self::digest(&id), now + SESSION_MS);
+        live.retain(|_, (until, _)| *until > now);
+        live.insert(Self::digest(&id), (now + SESSION_MS, caller));
         id
     }
 
-    fn valid(&self, id: &str, now: i64) -> bool {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).get(&Self::digest(id)).is_some_and(|until| *until > now)
+    /// The caller of a live session.
+    fn caller(&self, id: &str, now: i64) -> Option<Caller> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.get(&Self::digest(id)).filter(|(until, _)| *until > now).map(|(_, c)| c.clone())
     }
 
     fn close(&self, id: &str) {
@@ -128,18 +135,32 @@ fn same_origin(headers: &HeaderMap) -> bool {
     crate::origin::same_site(headers) == Some(true) && !crate::origin::marked_cross_site(headers)
 }
 
-/// Pages need the session when the server has a token; forms must come from the console.
-async fn guard(State(state): S, req: Request, next: Next) -> Response {
+/// Forms that change nothing: a viewer may use them.
+const READ_FORMS: [&str; 3] = ["/console/patterns/check", "/console/flows/{name}/dry-run", "/console/logout"];
+
+/// Pages need a session when the server has tokens; changes need a role that may change
+/// configuration; forms must come from the console.
+async fn guard(State(state): S, mut req: Request, next: Next) -> Response {
     if req.method() == Method::POST && !same_origin(req.headers()) {
         return (StatusCode::FORBIDDEN, "the form did not come from this console").into_response();
     }
-    if state.token.is_some() {
-        let ok = cookie(req.headers(), COOKIE).is_some_and(|c| state.console_sessions.valid(c, magpie_core::now_ms()));
-        if !ok {
+    let caller = if state.tokens.enabled() {
+        let found = cookie(req.headers(), COOKIE).and_then(|c| state.console_sessions.caller(c, magpie_core::now_ms()));
+        let Some(caller) = found else {
             let to = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/console");
             return Redirect::to(&format!("/console/login?next={}", pages::enc(to))).into_response();
-        }
+        };
+        caller
+    } else {
+        Caller::anonymous()
+    };
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_string());
+    let read_only = route.as_deref().is_some_and(|r| READ_FORMS.contains(&r));
+    if req.method() == Method::POST && !read_only && !caller.role.may(Need::Operate) {
+        let why = format!("token {:?} has role {}: changes need operator or admin", caller.name, caller.role);
+        return (StatusCode::FORBIDDEN, why).into_response();
     }
+    req.extensions_mut().insert(caller);
     next.run(req).await
 }
 
@@ -180,14 +201,22 @@ async fn login(State(state): S, headers: HeaderMap, form: axum::Form<LoginForm>)
         return (StatusCode::FORBIDDEN, "the form did not come from this console").into_response();
     }
     let next = next_path(form.0.next);
-    let Some(token) = &state.token else { return Redirect::to(&next).into_response() };
-    if !magpie_connectors::signing::constant_time_eq(form.0.token.trim(), token) {
-        let page = LoginPage { t: lang.text(), lang, next, error: Some(lang.text().bad_token) };
-        let mut r = render(&page);
-        *r.status_mut() = StatusCode::UNAUTHORIZED;
-        return r;
+    if !state.tokens.enabled() {
+        return Redirect::to(&next).into_response();
     }
-    let id = state.console_sessions.open(magpie_core::now_ms());
+    let refuse = |error, status| {
+        let page = LoginPage { t: lang.text(), lang, next: next.clone(), error: Some(error) };
+        let mut r = render(&page);
+        *r.status_mut() = status;
+        r
+    };
+    let Some(caller) = state.tokens.caller(form.0.token.trim()) else {
+        return refuse(lang.text().bad_token, StatusCode::UNAUTHORIZED);
+    };
+    if !caller.role.may(Need::Read) {
+        return refuse(lang.text().ingest_token, StatusCode::FORBIDDEN);
+    }
+    let id = state.console_sessions.open(caller, magpie_core::now_ms());
     let set = format!("{COOKIE}={id}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}", SESSION_MS / 1000);
     let mut r = Redirect::to(&next).into_response();
     if let Ok(v) = set.parse() {

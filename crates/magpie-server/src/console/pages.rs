@@ -152,15 +152,28 @@ fn buses_page(state: &crate::AppState, lang: Lang, error: Option<String>) -> Bus
 }
 
 /// `POST /console/buses`: creates a bus, or changes its description (name, description).
-pub(super) async fn save_bus(axum::extract::State(state): S, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn save_bus(
+    axum::extract::State(state): S,
+    axum::Extension(who): axum::Extension<crate::auth::Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let lang = Lang::of(&headers);
     let f = form(&body);
     let name = field(&f, "name").unwrap_or_default().trim().to_string();
     let mut bus = state.runtime.get().buses.get(&name).cloned().unwrap_or_else(|| BusSpec::new(&name, ""));
     bus.description = field(&f, "description").unwrap_or_default().to_string();
     let doc = ConfigDocument { buses: vec![bus], ..Default::default() };
-    match runtime::apply(&state.runtime, state.store.as_ref(), doc, vec![], FlowWrite::Publish, state.env.as_ref())
-        .await
+    match runtime::apply(
+        &state.runtime,
+        state.store.as_ref(),
+        doc,
+        vec![],
+        FlowWrite::Publish,
+        state.env.as_ref(),
+        &who.name,
+    )
+    .await
     {
         Ok(()) => Redirect::to("/console/buses").into_response(),
         Err(e) => render(&buses_page(&state, lang, Some(e.message.replacen("buses[0].", "", 1)))),
@@ -170,6 +183,7 @@ pub(super) async fn save_bus(axum::extract::State(state): S, headers: HeaderMap,
 /// `POST /console/rules/{bus}/{rule}/toggle`: enables or disables a rule.
 pub(super) async fn toggle_rule(
     axum::extract::State(state): S,
+    axum::Extension(who): axum::Extension<crate::auth::Caller>,
     headers: HeaderMap,
     Path((bus, rule)): Path<(String, String)>,
 ) -> Response {
@@ -179,8 +193,16 @@ pub(super) async fn toggle_rule(
     };
     r.enabled = !r.enabled;
     let doc = ConfigDocument { rules: vec![r], ..Default::default() };
-    match runtime::apply(&state.runtime, state.store.as_ref(), doc, vec![], FlowWrite::Publish, state.env.as_ref())
-        .await
+    match runtime::apply(
+        &state.runtime,
+        state.store.as_ref(),
+        doc,
+        vec![],
+        FlowWrite::Publish,
+        state.env.as_ref(),
+        &who.name,
+    )
+    .await
     {
         Ok(()) => Redirect::to("/console/buses").into_response(),
         Err(e) => render(&buses_page(&state, lang, Some(e.message))),
@@ -265,6 +287,7 @@ pub(super) async fn rule(
 /// `POST /console/rules/{bus}/{rule}`: saves the rule through the same checks as the API.
 pub(super) async fn save_rule(
     axum::extract::State(state): S,
+    axum::Extension(who): axum::Extension<crate::auth::Caller>,
     headers: HeaderMap,
     Path((bus, _)): Path<(String, String)>,
     body: Bytes,
@@ -298,8 +321,15 @@ pub(super) async fn save_rule(
         Err(e) => return fail(&draft, format!("pattern: {e}")),
     }
     let doc = ConfigDocument { rules: vec![draft.clone()], ..Default::default() };
-    let applied =
-        runtime::apply(&state.runtime, state.store.as_ref(), doc, vec![], FlowWrite::Publish, state.env.as_ref());
+    let applied = runtime::apply(
+        &state.runtime,
+        state.store.as_ref(),
+        doc,
+        vec![],
+        FlowWrite::Publish,
+        state.env.as_ref(),
+        &who.name,
+    );
     match applied.await {
         Ok(()) => {
             let mut p = rule_page(&state, lang, &bus, Some(&draft), None, true);
@@ -446,7 +476,7 @@ pub(super) async fn send_template(axum::extract::State(state): S, headers: Heade
         let region = crate::ingest::bus_region(&state, &bus)?;
         let event = crate::ingest::accept(&state, region.as_deref(), tpl.instantiate(&id, now), now)
             .map_err(|e| crate::error::ApiError::bad_request(e.to_string()))?;
-        crate::ingest::append(&state, &bus, vec![event]).await
+        crate::ingest::append(&state, &bus, vec![event], 0).await
     };
     match sent.await {
         Ok(_) => Redirect::to(&format!("/console/events/{}", enc(&id))).into_response(),
@@ -757,7 +787,7 @@ pub(super) async fn test_connection(
         };
         let prepared = crate::delivery::prepare(&dest, &msg, now).map_err(|f| crate::delivery::describe(&f))?;
         let timeout = conn.timeout.unwrap_or(crate::delivery::DEFAULT_TIMEOUT);
-        let a = crate::delivery::send(&state.http, conn.platform, &prepared, timeout).await;
+        let a = crate::delivery::send(&state.http, &state.runtime.egress, conn.platform, &prepared, timeout).await;
         let answer = format!(
             "HTTP {} {}",
             a.status_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),

@@ -19,6 +19,7 @@ mod service;
 pub mod sources;
 
 pub use service::credential_header;
+pub use service::{HOPS_HEADER, MAX_HOPS, hops};
 pub(crate) use service::{accept, append, bus_region};
 
 /// Most entries in one request.

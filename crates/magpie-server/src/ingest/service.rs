@@ -25,11 +25,40 @@ pub(crate) fn accept(state: &AppState, region: Option<&str>, mut v: Value, now: 
         o.insert("region".into(), json!(r));
     }
     let e = Event::accept(v, &state.limits, now, || uuid::Uuid::now_v7().to_string())?;
-    Ok(NewEvent { id: e.id, time_ms: e.time_ms, body: e.body, json: e.json, dotted: e.dotted })
+    Ok(NewEvent { id: e.id, time_ms: e.time_ms, body: e.body, json: e.json, dotted: e.dotted, hops: 0 })
 }
 
-/// Appends accepted events to `bus` (durably) and wakes its router lane.
-pub(crate) async fn append(state: &AppState, bus: &str, events: Vec<NewEvent>) -> Result<Vec<Appended>, ApiError> {
+/// The header Magpie's own deliveries carry: how many Magpie deliveries led to this request.
+pub const HOPS_HEADER: &str = "magpie-hops";
+/// A request that has come through this many Magpie deliveries is refused: a loop.
+pub const MAX_HOPS: u32 = 3;
+
+/// The hop count of a request (0 without the header); a loop is refused with 508.
+pub fn hops(headers: &axum::http::HeaderMap) -> Result<u32, ApiError> {
+    let Some(v) = headers.get(HOPS_HEADER) else { return Ok(0) };
+    let n: u32 = v.to_str().ok().and_then(|s| s.trim().parse().ok()).unwrap_or(MAX_HOPS);
+    if n >= MAX_HOPS {
+        return Err(ApiError::with_status(
+            axum::http::StatusCode::LOOP_DETECTED,
+            format!(
+                "this request comes from a Magpie delivery that followed {n} others (Magpie-Hops: {n}): refused to stop a loop; a connection sends back into Magpie"
+            ),
+        ));
+    }
+    Ok(n)
+}
+
+/// Appends accepted events to `bus` (durably) and wakes its router lane; `hops` is the
+/// request's hop count.
+pub(crate) async fn append(
+    state: &AppState,
+    bus: &str,
+    mut events: Vec<NewEvent>,
+    hops: u32,
+) -> Result<Vec<Appended>, ApiError> {
+    for e in &mut events {
+        e.hops = hops;
+    }
     let n = events.len() as u64;
     let appended = state.store.append_events(bus, events).await?;
     EventsAccepted { bus, count: n }.emit();

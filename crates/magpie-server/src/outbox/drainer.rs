@@ -341,7 +341,10 @@ impl Drainer {
                 msg = head;
             }
             let prepared = match prepared {
-                Ok(p) => p,
+                Ok(mut p) => {
+                    p.hops = messages.iter().map(|m| m.hops).max().unwrap_or(0);
+                    p
+                }
                 Err(f) => {
                     let ns = platform.error_namespace();
                     for m in &messages {
@@ -377,12 +380,16 @@ impl Drainer {
         let platform = spec.platform;
         let timeout = spec.timeout.unwrap_or(delivery::DEFAULT_TIMEOUT);
         if out.len() == 1 {
-            vec![delivery::send(&self.state.http, platform, &out[0].prepared, timeout).await]
+            vec![
+                delivery::send(&self.state.http, &self.state.runtime.egress, platform, &out[0].prepared, timeout).await,
+            ]
         } else {
             let mut set = tokio::task::JoinSet::new();
             for (i, o) in out.iter().enumerate() {
-                let (http, p) = (self.state.http.clone(), o.prepared.clone());
-                set.spawn(async move { (i, delivery::send(&http, platform, &p, timeout).await) });
+                let (state, p) = (self.state.clone(), o.prepared.clone());
+                set.spawn(async move {
+                    (i, delivery::send(&state.http, &state.runtime.egress, platform, &p, timeout).await)
+                });
             }
             let mut answers: Vec<Option<delivery::Answered>> = vec![None; out.len()];
             while let Some(r) = set.join_next().await {

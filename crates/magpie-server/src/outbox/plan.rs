@@ -129,6 +129,7 @@ mod tests {
             enqueued_at: 0,
             received_at: 0,
             solo: false,
+            hops: 0,
         }
     }
 

@@ -20,6 +20,7 @@ pub async fn make_live(
     name: &str,
     version: i64,
     env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+    who: &str,
 ) -> Result<(), ApiError> {
     let saved = store
         .flow_version(name, version)
@@ -28,7 +29,7 @@ pub async fn make_live(
     let spec: FlowSpec = magpie_core::config::from_value(saved.body)
         .map_err(|e| ApiError::conflict(format!("version {version} of flow {name:?} no longer reads: {e}")))?;
     let doc = ConfigDocument { flows: vec![spec], ..Default::default() };
-    apply(shared, store, doc, vec![], FlowWrite::Version(version), env).await.map_err(|mut e| {
+    apply(shared, store, doc, vec![], FlowWrite::Version(version), env, who).await.map_err(|mut e| {
         // The error is about this one flow: its paths are the flow's own.
         if let Some(p) = e.path.as_mut()
             && let Some(rest) = p.strip_prefix("flows[0].")

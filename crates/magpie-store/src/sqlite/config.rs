@@ -30,6 +30,7 @@ pub(super) fn apply_config(tx: &Transaction<'_>, changes: Vec<ConfigChange>, now
                 save_flow(tx, &name, &body.to_string(), now, false)?;
             }
             ConfigChange::Publish { name, version } => publish(tx, &name, version, now)?,
+            ConfigChange::Audit(a) => super::access::record(tx, &a, now)?,
             ConfigChange::Delete { kind, key } => {
                 tx.execute("DELETE FROM objects WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key])
                     .map_err(db)?;

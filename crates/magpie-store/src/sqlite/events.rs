@@ -34,8 +34,8 @@ pub(super) fn append_routed(
     now: i64,
 ) -> Result<i64> {
     tx.execute(
-        "INSERT INTO events (bus, id, body, time_ms, received_at, routed, matched, type, subject, dotted) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 1, '[]', ?6, ?7, ?8)",
+        "INSERT INTO events (bus, id, body, time_ms, received_at, routed, matched, type, subject, dotted, hops) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 1, '[]', ?6, ?7, ?8, ?9)",
         params![
             bus,
             event.id,
@@ -44,7 +44,8 @@ pub(super) fn append_routed(
             now,
             text(&event.body, "type"),
             text(&event.body, "subject"),
-            event.dotted
+            event.dotted,
+            event.hops
         ],
     )
     .map_err(db)?;

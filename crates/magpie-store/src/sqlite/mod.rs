@@ -11,6 +11,7 @@
 //! One module per concern: `events` (log, archive, sweep), `jobs`, `outbox`, `letters` (dead
 //! letters), `trace`; `schema` holds the migrations.
 
+mod access;
 mod alerts;
 mod config;
 mod events;
@@ -213,8 +214,8 @@ fn append_group(conn: &mut Connection, group: AppendGroup) {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO events (bus, id, body, time_ms, received_at, type, subject, dotted, alert_status, alert_key) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (bus, id) DO NOTHING",
+                    "INSERT INTO events (bus, id, body, time_ms, received_at, type, subject, dotted, alert_status, alert_key, hops) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (bus, id) DO NOTHING",
                 )
                 .map_err(db)?;
             let mut find = tx.prepare_cached("SELECT seq FROM events WHERE bus = ?1 AND id = ?2").map_err(db)?;
@@ -235,7 +236,8 @@ fn append_group(conn: &mut Connection, group: AppendGroup) {
                             text("subject"),
                             e.dotted,
                             status,
-                            key
+                            key,
+                            e.hops
                         ])
                         .map_err(db)?;
                     if n == 1 {
@@ -473,6 +475,31 @@ impl Store for SqliteStore {
     async fn release_silence(&self, silence: &str, releases: Vec<(i64, Release)>, now_ms: i64) -> Result<usize> {
         let id = silence.to_string();
         self.tx(move |tx| alerts::release_silence(tx, &id, releases, now_ms)).await
+    }
+
+    async fn create_token(&self, token: TokenRow, audit: NewAudit) -> Result<bool> {
+        self.tx(move |tx| access::create_token(tx, &token, &audit, magpie_core::now_ms())).await
+    }
+
+    async fn delete_token(&self, name: &str, audit: NewAudit) -> Result<bool> {
+        let name = name.to_string();
+        self.tx(move |tx| access::delete_token(tx, &name, &audit, magpie_core::now_ms())).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>> {
+        self.call(access::tokens).await
+    }
+
+    async fn record_audit(&self, entries: Vec<NewAudit>) -> Result<()> {
+        self.tx(move |tx| {
+            let now = magpie_core::now_ms();
+            entries.iter().try_for_each(|a| access::record(tx, a, now))
+        })
+        .await
+    }
+
+    async fn audit(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>> {
+        self.call(move |conn| access::audit(conn, &filter)).await
     }
 
     async fn trace(&self, event_id: &str) -> Result<Option<Trace>> {

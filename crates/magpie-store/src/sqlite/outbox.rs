@@ -31,8 +31,9 @@ pub(super) fn enqueue(conn: &Transaction<'_>, m: &NewMessage) -> Result<i64> {
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO messages (job_id, ordinal, generation, path, connection, flow, event_id, event_type, event_status, \
-             kind, message, policy, status, attempts, not_before, deadline, enqueued_at, received_at) \
-             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', 0, ?12, ?13, ?12, ?14) \
+             kind, message, policy, status, attempts, not_before, deadline, enqueued_at, received_at, hops) \
+             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', 0, ?12, ?13, ?12, ?14, \
+             COALESCE((SELECT e.hops FROM jobs j JOIN events e ON e.seq = j.event_seq WHERE j.id = ?1), 0)) \
              ON CONFLICT (job_id, ordinal, generation) DO NOTHING RETURNING id",
         )
         .map_err(db)?;
@@ -171,7 +172,7 @@ pub(super) fn queue(conn: &Connection, connection: &str, limit: usize) -> Result
     let mut stmt = conn
         .prepare_cached(
             "SELECT id, job_id, event_id, flow, event_type, event_status, kind, message, policy, attempts, not_before, \
-             deadline, enqueued_at, received_at, solo FROM messages WHERE connection = ?1 AND status = 'queued' \
+             deadline, enqueued_at, received_at, solo, hops FROM messages WHERE connection = ?1 AND status = 'queued' \
              ORDER BY id LIMIT ?2",
         )
         .map_err(db)?;
@@ -182,13 +183,18 @@ pub(super) fn queue(conn: &Connection, connection: &str, limit: usize) -> Result
                 (r.get::<_, String>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, String>(6)?),
                 (r.get::<_, String>(7)?, r.get::<_, String>(8)?, r.get::<_, u32>(9)?),
                 (r.get::<_, i64>(10)?, r.get::<_, i64>(11)?, r.get::<_, i64>(12)?, r.get::<_, i64>(13)?),
-                r.get::<_, bool>(14)?,
+                (r.get::<_, bool>(14)?, r.get::<_, u32>(15)?),
             ))
         })
         .map_err(db)?;
     rows.map(|row| {
-        let ((id, job_id, event_id, flow), (event_type, event_status, kind), (message, policy, attempts), times, solo) =
-            row.map_err(db)?;
+        let (
+            (id, job_id, event_id, flow),
+            (event_type, event_status, kind),
+            (message, policy, attempts),
+            times,
+            (solo, hops),
+        ) = row.map_err(db)?;
         let (not_before, deadline, enqueued_at, received_at) = times;
         Ok(QueuedMessage {
             id,
@@ -206,6 +212,7 @@ pub(super) fn queue(conn: &Connection, connection: &str, limit: usize) -> Result
             enqueued_at,
             received_at,
             solo,
+            hops,
         })
     })
     .collect()

@@ -14,7 +14,9 @@
 //! `alerts` and `silences` tables. Events stored before it are not alerts. Version 6 versions
 //! flows: every saved flow is a row of `flow_versions` (a draft until published), the live one's
 //! number is `objects.version`, and each job records the version it runs (`jobs.flow_version`);
-//! flows stored before it become their version 1, published.
+//! flows stored before it become their version 1, published. Version 7 adds the tokens created
+//! through the API, the audit log, and each event's and message's hop count (`hops`: how many
+//! times it has come back through a Magpie, to stop loops).
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -22,7 +24,7 @@ use super::db;
 use crate::Result;
 
 /// The schema version this code writes.
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 /// The current schema, for a new database.
 const SCHEMA: &str = r#"
@@ -237,6 +239,30 @@ INSERT INTO flow_versions (name, version, body, saved_at, published_at)
 UPDATE objects SET version = 1 WHERE kind = 'flow';
 "#;
 
+/// What version 7 adds to version 6: tokens created through the API, the audit log, and how many
+/// times an event has been through Magpie (`hops`, to stop loops).
+const V7: &str = r#"
+CREATE TABLE tokens (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    who TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    before TEXT,
+    after TEXT
+);
+CREATE INDEX audit_by_who ON audit (who, id);
+ALTER TABLE events ADD COLUMN hops INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN hops INTEGER NOT NULL DEFAULT 0;
+"#;
+
 /// Moves a version-1 database's data to version 2 (after [`V2`] created the new tables).
 const V1_TO_V2: &str = r#"
 ALTER TABLE events ADD COLUMN type TEXT;
@@ -314,7 +340,10 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     if version < 5 {
         tx.execute_batch(V5).map_err(db)?;
     }
-    tx.execute_batch(V6).map_err(db)?;
+    if version < 6 {
+        tx.execute_batch(V6).map_err(db)?;
+    }
+    tx.execute_batch(V7).map_err(db)?;
     tx.pragma_update(None, "user_version", VERSION).map_err(db)?;
     tx.commit().map_err(db)
 }

@@ -56,7 +56,7 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(args: &[&str], log: &Path, port: u16) -> Proc {
+pub fn spawn(args: &[&str], log: &Path, port: u16) -> Proc {
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().expect("log file");
     let child = Command::new(BIN)
@@ -94,7 +94,16 @@ pub fn serve_with(dir: &Path, config: Option<&Path>, name: &str, extra: &[&str])
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let data = dir.join("data");
-    let mut args = vec!["serve", "--listen", &listen, "--data-dir", data.to_str().unwrap_or_default()];
+    // The robot simulator and test receivers listen on loopback: the outbound policy must allow it.
+    let mut args = vec![
+        "serve",
+        "--listen",
+        &listen,
+        "--data-dir",
+        data.to_str().unwrap_or_default(),
+        "--outbound-allow",
+        "127.0.0.1",
+    ];
     let cfg;
     if let Some(c) = config {
         cfg = c.to_string_lossy().into_owned();

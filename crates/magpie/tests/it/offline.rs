@@ -25,7 +25,18 @@ fn flow_run_prints_steps_and_the_exact_request_without_sending() {
     // With --send it really sends, through the same connector code.
     let o = cli(
         "http://127.0.0.1:1",
-        &["flow", "run", cfg.to_str().unwrap(), "--flow", "eb-dingtalk", "--template", "cvm:GuestOom", "--send"],
+        &[
+            "flow",
+            "run",
+            cfg.to_str().unwrap(),
+            "--flow",
+            "eb-dingtalk",
+            "--template",
+            "cvm:GuestOom",
+            "--send",
+            "--outbound-allow",
+            "127.0.0.1",
+        ],
     );
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let m = sim_messages(&sim);
@@ -79,7 +90,7 @@ fn offline_commands_do_not_offer_server_options_and_client_commands_do() {
         let h = help(online);
         assert!(h.contains("--server <URL>") && h.contains("MAGPIE_TOKEN"), "{online:?}: {h}");
     }
-    assert!(help(&["serve"]).contains("--token <TOKEN>  Require this bearer token"));
+    assert!(help(&["serve"]).contains("--token <TOKEN>  An admin token the API and the console accept"));
     // The options work after the command too.
     let o = std::process::Command::new(BIN)
         .args(["flows", "list", "--server", "http://127.0.0.1:9", "--token", "t"])
