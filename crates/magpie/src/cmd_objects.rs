@@ -217,7 +217,23 @@ pub fn print_table(rows: &[Vec<String>]) {
 pub async fn apply(client: &Client, file: &Path, draft: bool, dry_run: bool) -> Result<u8, Exit> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display())).map_err(invalid)?;
     // Check locally first, so a mistake is named with its path before anything is sent.
-    magpie_core::ConfigDocument::from_yaml(&text).map_err(|e| invalid(anyhow!("{}: {e}", file.display())))?;
+    let mut doc =
+        magpie_core::ConfigDocument::from_yaml(&text).map_err(|e| invalid(anyhow!("{}: {e}", file.display())))?;
+    // Server settings are read by `magpie serve` at start; the API refuses them.
+    let (media, text) = if doc.auth.is_some() || doc.outbound.is_some() {
+        let left: Vec<&str> = [("auth", doc.auth.take().is_some()), ("outbound", doc.outbound.take().is_some())]
+            .into_iter()
+            .filter_map(|(k, had)| had.then_some(k))
+            .collect();
+        eprintln!(
+            "note: {} of {}: server settings, read by `magpie serve --config` at start; not applied",
+            left.join(" and "),
+            file.display()
+        );
+        ("application/json", serde_json::to_string(&doc).map_err(|e| anyhow!(e))?)
+    } else {
+        ("application/yaml", text)
+    };
     let mut q = Vec::new();
     if draft {
         q.push("draft=true");
@@ -226,7 +242,7 @@ pub async fn apply(client: &Client, file: &Path, draft: bool, dry_run: bool) -> 
         q.push("dry_run=true");
     }
     let route = if q.is_empty() { "/v1/apply".to_string() } else { format!("/v1/apply?{}", q.join("&")) };
-    let answer = client.call(Method::POST, &route, Some(("application/yaml", text.into_bytes()))).await?;
+    let answer = client.call(Method::POST, &route, Some((media, text.into_bytes()))).await?;
     if dry_run {
         let list = |k: &str| -> Vec<String> {
             answer[k].as_array().map(|a| a.iter().map(|x| s(x).to_string()).collect()).unwrap_or_default()

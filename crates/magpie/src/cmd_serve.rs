@@ -186,7 +186,9 @@ pub async fn serve(args: ServeArgs, token: Option<String>) -> Result<u8, Exit> {
     if args.demo {
         // The demo's webhooks point at the simulator wherever it listens.
         let text = DEMO_CONFIG.replace("http://127.0.0.1:7481/", &format!("http://{}/", args.robots_listen));
-        let demo = ConfigDocument::from_yaml(&text).map_err(|e| anyhow!("the built-in demo configuration: {e}"))?;
+        let mut demo = ConfigDocument::from_yaml(&text).map_err(|e| anyhow!("the built-in demo configuration: {e}"))?;
+        // Its connections point at the simulator, wherever it listens.
+        demo.outbound = None;
         demo_robots = Some(robots_of(&demo));
         config = Some(demo);
     }
