@@ -192,17 +192,7 @@ pub(super) async fn save(
         Ok(spec) if spec.name != name => Err(format!("name: {:?} does not match the flow's {name:?}", spec.name)),
         Ok(spec) => {
             let doc = ConfigDocument { flows: vec![spec], ..Default::default() };
-            runtime::apply(
-                &state.runtime,
-                state.store.as_ref(),
-                doc,
-                vec![],
-                FlowWrite::Draft,
-                state.env.as_ref(),
-                &who.name,
-            )
-            .await
-            .map_err(|e| e.message.replacen("flows[0].", "", 1))
+            super::apply(&state, &who, doc, FlowWrite::Draft).await.map_err(|e| e.message.replacen("flows[0].", "", 1))
         }
         Err(e) => Err(e),
     };

@@ -236,6 +236,16 @@ async fn logout(State(state): S, headers: HeaderMap) -> Response {
     r
 }
 
+/// Applies a change made in the console, as its session's token: the API's own service.
+async fn apply(
+    state: &AppState,
+    who: &Caller,
+    doc: magpie_core::ConfigDocument,
+    mode: crate::runtime::FlowWrite,
+) -> Result<(), crate::error::ApiError> {
+    crate::runtime::apply(&state.runtime, state.store.as_ref(), doc, vec![], mode, state.env.as_ref(), &who.name).await
+}
+
 /// A rendered page, or a plain 500 naming the template error.
 fn render<T: Template>(page: &T) -> Response {
     match page.render() {

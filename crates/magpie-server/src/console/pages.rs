@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::i18n::{LANG_COOKIE, Text};
 use super::{Lang, S, render};
-use crate::runtime::{self, FlowWrite, redacted_connection};
+use crate::runtime::{FlowWrite, redacted_connection};
 
 /// Percent-encodes a path segment or query value.
 pub(super) fn enc(v: &str) -> String {
@@ -164,17 +164,7 @@ pub(super) async fn save_bus(
     let mut bus = state.runtime.get().buses.get(&name).cloned().unwrap_or_else(|| BusSpec::new(&name, ""));
     bus.description = field(&f, "description").unwrap_or_default().to_string();
     let doc = ConfigDocument { buses: vec![bus], ..Default::default() };
-    match runtime::apply(
-        &state.runtime,
-        state.store.as_ref(),
-        doc,
-        vec![],
-        FlowWrite::Publish,
-        state.env.as_ref(),
-        &who.name,
-    )
-    .await
-    {
+    match super::apply(&state, &who, doc, FlowWrite::Publish).await {
         Ok(()) => Redirect::to("/console/buses").into_response(),
         Err(e) => render(&buses_page(&state, lang, Some(e.message.replacen("buses[0].", "", 1)))),
     }
@@ -193,17 +183,7 @@ pub(super) async fn toggle_rule(
     };
     r.enabled = !r.enabled;
     let doc = ConfigDocument { rules: vec![r], ..Default::default() };
-    match runtime::apply(
-        &state.runtime,
-        state.store.as_ref(),
-        doc,
-        vec![],
-        FlowWrite::Publish,
-        state.env.as_ref(),
-        &who.name,
-    )
-    .await
-    {
+    match super::apply(&state, &who, doc, FlowWrite::Publish).await {
         Ok(()) => Redirect::to("/console/buses").into_response(),
         Err(e) => render(&buses_page(&state, lang, Some(e.message))),
     }
@@ -321,15 +301,7 @@ pub(super) async fn save_rule(
         Err(e) => return fail(&draft, format!("pattern: {e}")),
     }
     let doc = ConfigDocument { rules: vec![draft.clone()], ..Default::default() };
-    let applied = runtime::apply(
-        &state.runtime,
-        state.store.as_ref(),
-        doc,
-        vec![],
-        FlowWrite::Publish,
-        state.env.as_ref(),
-        &who.name,
-    );
+    let applied = super::apply(&state, &who, doc, FlowWrite::Publish);
     match applied.await {
         Ok(()) => {
             let mut p = rule_page(&state, lang, &bus, Some(&draft), None, true);
